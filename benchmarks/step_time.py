@@ -1,0 +1,169 @@
+"""Time per search iteration of NASP vs DARTS (1st and 2nd order), split by phase, and memory.
+
+Every strategy runs on the same search network, initial weights and batches, each in a fresh
+process so peak memory is its own. Phases: the architecture step, the weight step's forward,
+the weight step's backward (+ optimizer step). Prints a table and the ratios the paper's
+Table 6 reports. Usage:
+
+    python benchmarks/step_time.py                     # paper size: C=16, 8 cells, batch 64, nasp-7
+    python benchmarks/step_time.py --task lm           # recurrent cells (emsize = nhid = 300)
+    python benchmarks/step_time.py --channels 8 --layers 5 --batch-size 32 --steps 2   # smaller
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+STRATEGIES = ("nasp", "darts", "darts2")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from nasp.loops.search import resolve_device
+    from nasp.spaces import get_space
+    from nasp.strategies import ArchContext, get_strategy
+
+    torch.manual_seed(0)
+    device = resolve_device(args.device)
+    space = get_space(args.space)
+    if args.task == "cnn":
+        import torch.nn.functional as F
+
+        from nasp.supernet.cnn import SearchCNN
+
+        model = SearchCNN(space, 3, 10, channels=args.channels, layers=args.layers).to(device)
+        g = torch.Generator().manual_seed(1)
+
+        def batch(i: int):
+            x = torch.randn(args.batch_size, 3, args.size, args.size, generator=g)
+            y = torch.randint(0, 10, (args.batch_size,), generator=g)
+            return x.to(device), y.to(device)
+
+        batches = [(batch(0), batch(1)) for _ in range(1)]
+
+        def loss_fn(b, w):
+            return F.cross_entropy(model(b[0], w), b[1])
+    else:
+        from nasp.config import resolve
+        from nasp.tasks import build_task
+
+        cfg = resolve({"task": "lm", "preset": "paper", "strategy": "nasp", "space": args.space,
+                       "batch_size": args.batch_size, "device": args.device})
+        task = build_task(cfg, device)
+        model = task.model
+        it = task.batches(0)
+        batches = [next(it)]
+        loss_fn = task.loss
+    strategy = get_strategy(args.worker)(space, device, seed=0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    ctx = ArchContext(loss_fn, params, opt, list(model.buffers()))
+    train_b, val_b = batches[0]
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def iteration(times: dict | None):
+        t0 = time.perf_counter()
+        strategy.arch_step(ctx, train_b, val_b)
+        sync()
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(train_b, strategy.weighting())
+        sync()
+        t2 = time.perf_counter()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        sync()
+        t3 = time.perf_counter()
+        if times is not None:
+            for k, v in (("arch", t1 - t0), ("forward", t2 - t1), ("backward", t3 - t2)):
+                times[k] = times.get(k, 0.0) + v
+
+    base = rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() / 2**20
+    for _ in range(args.warmup):
+        iteration(None)
+    times: dict = {}
+    for _ in range(args.steps):
+        iteration(times)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb())
+    out = {k: v / args.steps for k, v in times.items()}
+    out["total"] = sum(out.values())
+    out["peak_mem_mb"] = peak - base
+    out["device"] = str(device)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--task", default="cnn", choices=["cnn", "lm"])
+    p.add_argument("--space", default=None, help="default: nasp-7 (cnn), rnn (lm)")
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None, help="default: 64 (cnn), 256 (lm)")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.space = args.space or ("nasp-7" if args.task == "cnn" else "rnn")
+    args.batch_size = args.batch_size or (64 if args.task == "cnn" else 256)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    results = {}
+    for name in args.strategies.split(","):
+        cmd = [sys.executable, __file__, "--worker", name] + [
+            a for a in sys.argv[1:] if not a.startswith("--strategies")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"{name} failed:\n{proc.stderr}")
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    dev = next(iter(results.values()))["device"]
+    print(f"task={args.task} space={args.space} C={args.channels} layers={args.layers} "
+          f"batch={args.batch_size} device={dev} steps={args.steps} (seconds per iteration)")
+    print(f"{'strategy':<10}{'arch':>10}{'forward':>10}{'backward':>10}{'total':>10}"
+          f"{'peak MB':>10}")
+    for name, r in results.items():
+        print(f"{name:<10}{r['arch']:>10.3f}{r['forward']:>10.3f}{r['backward']:>10.3f}"
+              f"{r['total']:>10.3f}{r['peak_mem_mb']:>10.1f}")
+    if "nasp" in results:
+        n = results["nasp"]
+        for other in [s for s in results if s != "nasp"]:
+            o = results[other]
+            print(f"{other} / nasp: time x{o['total'] / n['total']:.2f}, "
+                  f"memory x{o['peak_mem_mb'] / max(n['peak_mem_mb'], 1e-9):.2f} "
+                  f"(nasp memory = {n['peak_mem_mb'] / max(o['peak_mem_mb'], 1e-9):.2f} of "
+                  f"{other})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from nasp.cli import main
+
+sys.exit(main())

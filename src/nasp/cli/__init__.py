@@ -1,0 +1,75 @@
+"""The ``nasp`` command line: one module per subcommand, each with ``add_arguments`` and ``run``.
+
+Mistakes a user can fix surface as ``error: <what> (<how to fix>)`` with exit status 2; any
+other exception is a bug and shows its traceback. ``--debug`` shows tracebacks for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from nasp.errors import NaspError
+
+# subcommand -> module; modules are imported only when their subcommand runs (fast --help).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "search": ("nasp.cli.search", "search for a cell architecture"),
+    "train": ("nasp.cli.train", "train a genotype from scratch (CNN or language model)"),
+    "info": ("nasp.cli.info", "parameter count and multiply-adds of a genotype's network"),
+    "compare": ("nasp.cli.compare", "run several strategies and seeds, write a comparison table"),
+    "plot": ("nasp.cli.plot", "plots from run folders"),
+    "draw": ("nasp.cli.draw", "draw the cells of a genotype"),
+    "report": ("nasp.cli.report", "one offline HTML page of runs"),
+}
+
+
+# the argv being parsed: subcommands whose options depend on an earlier option (``nasp train
+# --task lm``) read it while they add their arguments.
+CURRENT_ARGV: list[str] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nasp", description="Differentiable neural architecture search by proximal "
+        "iterations (NASP), with DARTS, PA, ASAP and random-search baselines.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, summary) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+        p.set_defaults(_module=module)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            p.set_defaults(_missing=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        # the main job: a NASP search on the bundled data with the quick preset
+        argv = ["search"]
+    CURRENT_ARGV[:] = argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_missing", False):
+        parser.error(f"subcommand {args.command!r} is not available in this build")
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except NaspError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with `nasp search --resume RUN_FOLDER`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

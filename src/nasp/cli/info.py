@@ -1,0 +1,96 @@
+"""``nasp info``: how big a genotype's evaluation network is, before spending time training it.
+
+For CNN genotypes: parameters (auxiliary head excluded, as papers report them) and
+multiply-adds of one image, for the shape of ``--data`` (default 3x32x32, 10 classes) at the
+paper's size (20 cells, C=36; 14 cells, C=48 for 64x64 data). For recurrent genotypes
+(``--task lm``): parameters of the language model at the paper's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from nasp.errors import NaspError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--genotype", required=True,
+                        help="a published name (DARTS_V1, DARTS_V2, NASP_12), a genotype.json, "
+                        "or a search run folder")
+    parser.add_argument("--task", choices=("cnn", "lm"), default=None,
+                        help="cnn or lm (default: cnn, or the task of the genotype file)")
+    parser.add_argument("--data", default=None,
+                        help="dataset whose image shape and classes to use "
+                        "(default: 3x32x32 images, 10 classes)")
+    parser.add_argument("--data-root", default=None, help="folder of the dataset's files, "
+                        "needed only for datasets without a fixed shape (folder)")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="cells (default 20; 14 for 64x64 data)")
+    parser.add_argument("--channels", type=int, default=None,
+                        help="initial channels C (default 36; 48 for 64x64 data)")
+    parser.add_argument("--ntokens", type=int, default=10000,
+                        help="vocabulary size for --task lm (default 10000, PTB)")
+    parser.add_argument("--emsize", type=int, default=850,
+                        help="embedding size for --task lm (default 850)")
+    parser.add_argument("--nhid", type=int, default=850,
+                        help="hidden size for --task lm (default 850)")
+
+
+def lm_params(genotype, ntokens: int = 10000, emsize: int = 850, nhid: int = 850) -> int:
+    """Parameters of the recurrent language model (``nasp.models.rnn``, imported lazily)."""
+    try:
+        from nasp.models.rnn import count_lm_params
+    except ImportError:
+        raise NaspError("language-model networks are not available in this build "
+                        "(nasp.models.rnn is missing)", "use --task cnn") from None
+    return int(count_lm_params(genotype, ntokens=ntokens, emsize=emsize, nhid=nhid))
+
+
+def cnn_info(genotype, shape: tuple[int, int, int, int], layers: int | None,
+             channels: int | None) -> dict:
+    """Sizes of the evaluation network for (channels, height, width, classes) ``shape``."""
+    from nasp.models.cnn import build_eval_model, count_flops, count_params
+
+    c, h, w, classes = shape
+    big = max(h, w) >= 64
+    layers = layers if layers is not None else (14 if big else 20)
+    channels = channels if channels is not None else (48 if big else 36)
+    net = build_eval_model(genotype, c, classes, (h, w), channels=channels, layers=layers,
+                           auxiliary=True)
+    return {"layers": layers, "channels": channels, "params": count_params(net),
+            "params_with_aux": count_params(net, exclude_auxiliary=False),
+            "flops": count_flops(net, (c, h, w))}
+
+
+def run(args: argparse.Namespace) -> int:
+    from nasp.genotype import GENOTYPES, get_genotype
+
+    task = args.task
+    if task is None:
+        task = "cnn" if args.genotype in GENOTYPES["cnn"] or args.genotype in GENOTYPES["lm"] \
+            else get_genotype(args.genotype, "cnn").task
+    genotype = get_genotype(args.genotype, task)
+    if genotype.task != task:
+        raise NaspError(f"genotype {args.genotype!r} is a {genotype.task} genotype, not {task}",
+                        f"use --task {genotype.task}")
+    print(f"genotype: {genotype}")
+    if task == "lm":
+        n = lm_params(genotype, args.ntokens, args.emsize, args.nhid)
+        print(f"language model: emsize {args.emsize}, nhid {args.nhid}, "
+              f"{args.ntokens} tokens")
+        print(f"parameters: {n / 1e6:.3f} M")
+        return 0
+    if args.data is None:
+        shape = (3, 32, 32, 10)
+        source = "3x32x32 images, 10 classes"
+    else:
+        from nasp.train_config import dataset_shape
+
+        shape = dataset_shape(args.data, args.data_root)
+        source = f"{args.data}: {shape[0]}x{shape[1]}x{shape[2]} images, {shape[3]} classes"
+    info = cnn_info(genotype, shape, args.layers, args.channels)
+    print(f"network: {info['layers']} cells, C={info['channels']}, {source}")
+    print(f"parameters: {info['params'] / 1e6:.3f} M (auxiliary head excluded; "
+          f"{info['params_with_aux'] / 1e6:.3f} M with it)")
+    print(f"multiply-adds: {info['flops'] / 1e6:.1f} M per image")
+    return 0

@@ -1,0 +1,175 @@
+"""The evaluation language model of a recurrent genotype (DARTS/NASP recurrent cell).
+
+One layer of the found cell between a word embedding and a decoder that shares the embedding
+matrix (tied weights, so ``emsize == nhid``). The cell, per time step:
+
+* node 0 from x_t and h_{t-1}: ``(c, h̃) = [x_t ⊙ m_x, h_{t-1} ⊙ m_h] W_0`` and the highway
+  ``s_0 = h_{t-1} + σ(c) ⊙ (tanh(h̃) − h_{t-1})``;
+* node i (1..8) from its one predecessor ``s_j`` with its own matrix ``W_i``:
+  ``(c, h̃) = (s_j ⊙ m_h) W_i``, ``s_i = s_j + σ(c) ⊙ (f_i(h̃) − s_j)`` with the genotype's
+  activation ``f_i``;
+* ``h_t`` = mean of the nodes in ``concat`` (all eight intermediate nodes).
+
+The masks ``m_x`` (dropoutx) and ``m_h`` (dropouth) are variational: drawn once per sequence,
+shared by all time steps. The other regularisers are those of AWD-LSTM that DARTS kept:
+embedding dropout (whole words, dropoute), locked dropout on the embeddings (dropouti) and on
+the cell output (dropout). No batch normalisation here; the search cell has it (see
+``nasp.supernet.rnn``). The building blocks below are shared with the search network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasp.errors import NaspError
+from nasp.genotype import Genotype
+
+# The candidate activations of recurrent cells; "none" (the DARTS space's zero op) has none.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda x: x,
+}
+INIT_RANGE = 0.04  # uniform init of the cell matrices (DARTS's release)
+EMBED_INIT = 0.1   # uniform init of the embedding (AWD-LSTM)
+
+
+def dropout_mask(like: torch.Tensor, shape: tuple[int, ...], p: float) -> torch.Tensor:
+    """A Bernoulli(1-p) keep-mask scaled by 1/(1-p), dtype and device of ``like``."""
+    return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Variational dropout on a (T, B, H) sequence: one mask per sequence, not per step."""
+    if not training or p == 0:
+        return x
+    return x * dropout_mask(x, (1, x.size(1), x.size(2)), p)
+
+
+def embedded_dropout(embed: nn.Embedding, tokens: torch.Tensor, p: float,
+                     training: bool) -> torch.Tensor:
+    """Drop whole words: zero rows of the embedding matrix for this batch (AWD-LSTM)."""
+    if not training or p == 0:
+        return embed(tokens)
+    weight = embed.weight * dropout_mask(embed.weight, (embed.weight.size(0), 1), p)
+    return F.embedding(tokens, weight)
+
+
+def highway(prev: torch.Tensor, candidate: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """``prev + gate ⊙ (candidate − prev)`` in one kernel (``torch.lerp``)."""
+    return torch.lerp(prev, candidate, gate)
+
+
+def init_matrix(rows: int, cols: int) -> nn.Parameter:
+    return nn.Parameter(torch.empty(rows, cols).uniform_(-INIT_RANGE, INIT_RANGE))
+
+
+class RecurrentCell(nn.Module):
+    """The cell of a recurrent genotype; ``forward(x (T,B,ninp), h (B,nhid))``."""
+
+    def __init__(self, genotype: Genotype, ninp: int, nhid: int, dropouth: float,
+                 dropoutx: float) -> None:
+        super().__init__()
+        if genotype.task != "lm":
+            raise NaspError("a language model needs a recurrent genotype, got a CNN one",
+                            "pass a genotype with a 'recurrent' cell (e.g. DARTS_V2)")
+        pairs = list(genotype.cells["recurrent"])
+        for op, _ in pairs:
+            if op not in ACTIVATIONS:
+                raise NaspError(f"recurrent op {op!r} cannot be trained",
+                                f"a trained cell uses one of: {', '.join(ACTIVATIONS)}")
+        self.nhid, self.ninp = nhid, ninp
+        self.dropouth, self.dropoutx = dropouth, dropoutx
+        self.acts = [op for op, _ in pairs]
+        self.preds = [j for _, j in pairs]
+        self.concat = list(genotype.concat["recurrent"])
+        self.w0 = init_matrix(ninp + nhid, 2 * nhid)
+        self.ws = nn.ParameterList(init_matrix(nhid, 2 * nhid) for _ in pairs)
+        # consumers[j]: the nodes reading state j; their matrices are applied in one product
+        self.consumers = [[i for i, p in enumerate(self.preds) if p == j]
+                          for j in range(len(pairs) + 1)]
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nhid = self.nhid
+        if self.training and self.dropoutx > 0:
+            x = x * dropout_mask(x, (1, x.size(1), x.size(2)), self.dropoutx)
+        h_mask = None
+        if self.training and self.dropouth > 0:
+            h_mask = dropout_mask(hidden, tuple(hidden.shape), self.dropouth)
+        xw = x @ self.w0[: self.ninp]  # the input part of node 0, all steps at once
+        w0h = self.w0[self.ninp:]
+        # one matrix per state: its consumers' matrices side by side
+        wcat = [torch.cat([self.ws[i] for i in c], dim=1) if c else None for c in self.consumers]
+        outputs = []
+        for xw_t in xw.unbind(0):  # unbind: one gradient buffer, not one per step
+            h = hidden
+            c0, h0 = (xw_t + (h if h_mask is None else h * h_mask) @ w0h).chunk(2, dim=-1)
+            states = [highway(h, torch.tanh(h0), torch.sigmoid(c0))]
+            pre: dict[int, torch.Tensor] = {}
+            for j in range(len(self.acts) + 1):
+                if j > 0:  # node j from its predecessor's transform
+                    i = j - 1
+                    c, ht = pre.pop(i).chunk(2, dim=-1)
+                    prev = states[self.preds[i]]
+                    states.append(highway(prev, ACTIVATIONS[self.acts[i]](ht), torch.sigmoid(c)))
+                if wcat[j] is not None:
+                    s = states[j] if h_mask is None else states[j] * h_mask
+                    for i, chunk in zip(self.consumers[j], (s @ wcat[j]).split(2 * nhid, -1)):
+                        pre[i] = chunk
+            hidden = torch.stack([states[n] for n in self.concat]).mean(0)
+            outputs.append(hidden)
+        return torch.stack(outputs), hidden
+
+
+class RNNModel(nn.Module):
+    """Embedding → recurrent cell → tied decoder. ``forward(tokens (T,B), hidden (B,nhid))``
+    returns logits (T,B,V), the last hidden state, and the cell outputs before output dropout
+    (for temporal activation regularisation)."""
+
+    def __init__(self, genotype: Genotype, ntokens: int, emsize: int = 850, nhid: int = 850,
+                 dropout: float = 0.75, dropouth: float = 0.25, dropoutx: float = 0.75,
+                 dropouti: float = 0.2, dropoute: float = 0.1) -> None:
+        super().__init__()
+        if emsize != nhid:
+            raise NaspError(f"emsize ({emsize}) must equal nhid ({nhid})",
+                            "the decoder shares the embedding matrix; set both to one size")
+        self.ntokens, self.nhid = ntokens, nhid
+        self.dropout, self.dropouti, self.dropoute = dropout, dropouti, dropoute
+        self.encoder = nn.Embedding(ntokens, emsize)
+        self.cell = RecurrentCell(genotype, emsize, nhid, dropouth, dropoutx)
+        self.decoder = nn.Linear(nhid, ntokens)
+        self.decoder.weight = self.encoder.weight
+        with torch.no_grad():
+            self.encoder.weight.uniform_(-EMBED_INIT, EMBED_INIT)
+            self.decoder.bias.zero_()
+
+    def init_hidden(self, bsz: int) -> torch.Tensor:
+        w = self.encoder.weight
+        return torch.zeros(bsz, self.nhid, dtype=w.dtype, device=w.device)
+
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        emb = embedded_dropout(self.encoder, tokens, self.dropoute, self.training)
+        emb = locked_dropout(emb, self.dropouti, self.training)
+        raw, hidden = self.cell(emb, hidden)
+        out = locked_dropout(raw, self.dropout, self.training)
+        return self.decoder(out), hidden, raw
+
+
+def build_lm(genotype: Genotype, ntokens: int, **sizes_and_dropouts: float) -> RNNModel:
+    """The evaluation model of ``genotype`` (keyword arguments as ``RNNModel``)."""
+    return RNNModel(genotype, ntokens, **sizes_and_dropouts)  # type: ignore[arg-type]
+
+
+def count_lm_params(genotype: Genotype, ntokens: int = 10000, emsize: int = 850,
+                    nhid: int = 850) -> int:
+    """Parameters of the evaluation model (tied embedding counted once). Built on the meta
+    device, so nothing is allocated. DARTS_V2 on PTB: 22,960,000 (the paper's "23M")."""
+    with torch.device("meta"):
+        model = RNNModel(genotype, ntokens, emsize, nhid)
+    return sum(p.numel() for p in model.parameters())

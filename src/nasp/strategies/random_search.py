@@ -1,0 +1,150 @@
+"""Random search: sample discrete architectures, train each briefly, keep the best.
+
+Candidates are drawn uniformly from the discrete space, seeded: per intermediate node ``keep``
+distinct incoming edges chosen uniformly, and per chosen edge one op chosen uniformly (``none``
+excluded - a final architecture never names it, as in DARTS's derivation). Each candidate trains
+on the same supernet code as every other strategy, running only its own ops (a discrete
+weighting), from freshly initialised weights (``weights_to_reset``) and a fresh learning-rate
+cosine over its epochs (``weight_schedule_epochs``), so candidates are trained alike. The loop
+measures each epoch's validation accuracy of the candidate; the one with the best accuracy at
+the end of its training (lowest perplexity for language models) is the result.
+
+Budget (``--strategy-options``): ``epochs_per_candidate`` (default max(1, epochs // 5)) and
+``candidates`` (default epochs // epochs_per_candidate), so the candidates together use the
+run's epochs - the same budget as the other strategies - up to a remainder smaller than one
+candidate (quick preset, 10 epochs: 5 candidates x 2 epochs; paper preset, 50: 5 x 10). The
+search stops (``finished``) when the last candidate is trained. Giving one of the two options
+derives the other; giving both must fit in ``--epochs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasp.errors import NaspError
+from nasp.genotype import Genotype
+from nasp.spaces.base import CellSpec, SearchSpace
+from nasp.strategies.base import STRATEGIES, ArchContext, Strategy, check_options
+from nasp.strategies.discretize import Selection, one_hot, selection_to_genotype
+from nasp.supernet.weighting import CellWeighting, Weighting, selection_plan
+
+Architecture = dict[str, Selection]
+
+
+def sample_architecture(cells: dict[str, CellSpec], rng: np.random.Generator) -> Architecture:
+    """One architecture drawn uniformly: ``keep`` distinct inputs per node, one op per input."""
+    out = {}
+    for name, cell in cells.items():
+        ops = [k for k, op in enumerate(cell.ops) if op != "none"]
+        sel = [-1] * cell.num_edges
+        for node_edges in cell.node_edges:
+            for j in rng.choice(len(node_edges), size=cell.keep, replace=False):
+                sel[node_edges[int(j)]] = ops[int(rng.integers(len(ops)))]
+        out[name] = tuple(sel)
+    return out
+
+
+def _count(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise NaspError(f"invalid random-search option {name}={value!r}",
+                        f"{name} must be a whole number >= 1 (--strategy-options)")
+    return value
+
+
+def budget(epochs: int, candidates: int | None, epochs_per_candidate: int | None
+           ) -> tuple[int, int]:
+    """(candidates, epochs per candidate) that fit in ``epochs`` (see the module docstring)."""
+    epochs = max(int(epochs), 1)
+    if candidates is None and epochs_per_candidate is None:
+        epochs_per_candidate = max(1, epochs // 5)
+    if candidates is None:
+        candidates = epochs // epochs_per_candidate  # type: ignore[operator]
+    elif epochs_per_candidate is None:
+        epochs_per_candidate = epochs // candidates
+    if candidates < 1 or epochs_per_candidate < 1 or candidates * epochs_per_candidate > epochs:
+        raise NaspError(
+            f"random search with {candidates} candidate(s) x {epochs_per_candidate} epoch(s) "
+            f"does not fit in {epochs} epoch(s)",
+            "raise --epochs or lower candidates / epochs_per_candidate in --strategy-options")
+    return candidates, epochs_per_candidate
+
+
+@STRATEGIES.register("random")
+class RandomSearch(Strategy):
+    """Uniformly sampled candidates trained in turn; the best by validation metric wins."""
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace, device: torch.device, *, seed: int = 0,
+                 epochs: int = 50, candidates: int | None = None,
+                 epochs_per_candidate: int | None = None, **options: Any) -> None:
+        super().__init__(space, device)
+        check_options(self.name, options, ("candidates", "epochs_per_candidate"))
+        self.num_candidates, self.epochs_per_candidate = budget(
+            epochs, _count("candidates", candidates),
+            _count("epochs_per_candidate", epochs_per_candidate))
+        rng = np.random.default_rng([int(seed), 0x5EED])
+        self.candidates = [sample_architecture(self.cells, rng)
+                           for _ in range(self.num_candidates)]
+        self.scores: dict[int, float] = {}  # candidate -> validation metric at its last epoch
+        self.current = 0
+        self._reset = False
+
+    # --- schedule ---------------------------------------------------------------------------
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.current = min(epoch // self.epochs_per_candidate, self.num_candidates - 1)
+        # the first candidate starts on the network's initial weights; later ones on fresh ones
+        self._reset = epoch > 0 and epoch % self.epochs_per_candidate == 0
+
+    def weights_to_reset(self) -> bool:
+        return self._reset
+
+    def weight_schedule_epochs(self) -> int | None:
+        return self.epochs_per_candidate
+
+    def end_epoch(self, epoch: int, epochs: int, metrics: dict[str, Any]) -> None:
+        metrics["candidate"] = self.current
+        if (epoch + 1) % self.epochs_per_candidate == 0:
+            if "valid_acc" in metrics:
+                self.scores[self.current] = float(metrics["valid_acc"])
+            elif "valid_ppl" in metrics:
+                self.scores[self.current] = -float(metrics["valid_ppl"])
+
+    def finished(self) -> bool:
+        return len(self.scores) >= self.num_candidates
+
+    # --- architecture -----------------------------------------------------------------------
+    def weighting(self) -> Weighting:
+        arch = self.candidates[self.current]
+        return {name: CellWeighting(None, selection_plan(arch[name], cell.num_ops))
+                for name, cell in self.cells.items()}
+
+    def arch_step(self, ctx: ArchContext, train_batch: Any, val_batch: Any) -> None:
+        """No architecture parameters: candidates are sampled, not learned."""
+
+    def best(self) -> int:
+        """The best scored candidate (ties: the earlier), or the current one before any."""
+        if not self.scores:
+            return self.current
+        return max(sorted(self.scores), key=lambda c: self.scores[c])
+
+    def genotype(self) -> Genotype:
+        return selection_to_genotype(self.candidates[self.best()], self.cells)
+
+    def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
+        arch = self.candidates[self.current]
+        like = torch.zeros(())
+        return {name: {"A_bar": one_hot(arch[name], cell.num_ops, like)}
+                for name, cell in self.cells.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scores": dict(self.scores), "current": self.current}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scores = {int(k): float(v) for k, v in state["scores"].items()}
+        self.current = int(state["current"])

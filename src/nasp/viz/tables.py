@@ -1,0 +1,178 @@
+"""The strategy comparison table (the paper's Tables 1-3) from several run folders.
+
+Runs are grouped by ``config.json`` strategy, in the order the strategies first appear, so a
+table lists methods the way the user listed the runs; when CNN and language-model runs are mixed
+the task is part of the group ("nasp (lm)"), since averaging across tasks means nothing.
+Accuracy is the final discrete architecture's, as mean ± sample standard deviation over the
+group's runs (seeds). The standard deviation of a single run is undefined, not zero: it is
+``None`` in the rows and CSV and shown as "–", so one seed is never mistaken for a perfectly
+stable method. Every other column (size,
+times, memory) is the mean over the runs that report it.
+
+Rows hold raw numbers in the run folder's units (accuracies as fractions, seconds, MB); only
+:func:`to_markdown` and :func:`to_html` format them (accuracy in %).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from statistics import mean, stdev
+from typing import Any
+
+from nasp.viz.runs import Run, eval_params_m, final_metric
+
+PHASES = ("time_arch", "time_forward", "time_backward")
+FIELDS = (
+    "strategy", "runs", "valid_acc_mean", "valid_acc_std", "valid_ppl_mean", "valid_ppl_std",
+    "params_m", "search_time_s", "time_arch_s", "time_forward_s", "time_backward_s",
+    "peak_mem_mb",
+)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def search_time_s(run: Run) -> float | None:
+    """result.json ``search_time_s``, else the last epoch's cumulative ``wall_time``."""
+    value = _number(run.result.get("search_time_s"))
+    if value is None and run.metrics:
+        value = _number(run.metrics[-1].get("wall_time"))
+    if value is None:
+        times = [_number(m.get("epoch_time")) for m in run.metrics]
+        value = sum(t for t in times if t is not None) if any(t is not None for t in times) \
+            else None
+    return value
+
+
+def phase_time_s(run: Run, phase: str) -> float | None:
+    """Seconds in one phase over the whole run: result.json, else summed over metrics.jsonl."""
+    value = _number(run.result.get(phase))
+    if value is None:
+        per_epoch = [_number(m.get(phase)) for m in run.metrics]
+        if any(t is not None for t in per_epoch):
+            value = sum(t for t in per_epoch if t is not None)
+    return value
+
+
+def peak_mem_mb(run: Run) -> float | None:
+    """result.json ``peak_mem_mb``, else the largest per-epoch value (null entries skipped)."""
+    value = _number(run.result.get("peak_mem_mb"))
+    if value is None:
+        peaks = [p for p in (_number(m.get("peak_mem_mb")) for m in run.metrics) if p is not None]
+        value = max(peaks) if peaks else None
+    return value
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return mean(present) if present else None
+
+
+def _std(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return stdev(present) if len(present) >= 2 else None
+
+
+def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """One dict per strategy with the keys in ``FIELDS`` (``None`` where nothing reports it)."""
+    mixed = len({r.task for r in runs}) > 1  # a CNN and an LM search are not one method
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        key = f"{run.strategy} ({run.task})" if mixed else run.strategy
+        groups.setdefault(key, []).append(run)
+    rows = []
+    for strategy, group in groups.items():
+        acc = [final_metric(r, "valid_acc") if r.task == "cnn" else None for r in group]
+        ppl = [final_metric(r, "valid_ppl") if r.task == "lm" else None for r in group]
+        row: dict[str, Any] = {
+            "strategy": strategy,
+            "runs": len(group),
+            "valid_acc_mean": _mean(acc),
+            "valid_acc_std": _std(acc),
+            "valid_ppl_mean": _mean(ppl),
+            "valid_ppl_std": _std(ppl),
+            "params_m": _mean([eval_params_m(r) for r in group]),
+            "search_time_s": _mean([search_time_s(r) for r in group]),
+            "peak_mem_mb": _mean([peak_mem_mb(r) for r in group]),
+        }
+        for phase in PHASES:
+            row[f"{phase}_s"] = _mean([phase_time_s(r, phase) for r in group])
+        rows.append({key: row[key] for key in FIELDS})
+    return rows
+
+
+def _fmt(value: float | None, digits: int, scale: float = 1.0) -> str:
+    return "–" if value is None else f"{value * scale:.{digits}f}"
+
+
+def _mean_std(mean_key: str, std_key: str, digits: int, scale: float) -> Callable[[dict], str]:
+    def fmt(row: dict[str, Any]) -> str:
+        if row[mean_key] is None:
+            return "–"
+        return f"{_fmt(row[mean_key], digits, scale)} ± {_fmt(row[std_key], digits, scale)}"
+    return fmt
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, Callable[[dict], str]]]:
+    """(header, formatter) pairs; the accuracy / perplexity column only when some row has it."""
+    cols: list[tuple[str, Callable[[dict], str]]] = [
+        ("strategy", lambda r: str(r["strategy"])),
+        ("runs", lambda r: str(r["runs"])),
+    ]
+    if any(r["valid_acc_mean"] is not None for r in rows) or not any(
+            r["valid_ppl_mean"] is not None for r in rows):
+        cols.append(("valid acc (%)", _mean_std("valid_acc_mean", "valid_acc_std", 2, 100.0)))
+    if any(r["valid_ppl_mean"] is not None for r in rows):
+        cols.append(("valid ppl", _mean_std("valid_ppl_mean", "valid_ppl_std", 2, 1.0)))
+    cols += [
+        ("params (M)", lambda r: _fmt(r["params_m"], 2)),
+        ("search time (s)", lambda r: _fmt(r["search_time_s"], 1)),
+        ("arch step (s)", lambda r: _fmt(r["time_arch_s"], 1)),
+        ("weight forward (s)", lambda r: _fmt(r["time_forward_s"], 1)),
+        ("weight backward (s)", lambda r: _fmt(r["time_backward_s"], 1)),
+        ("peak memory (MB)", lambda r: _fmt(r["peak_mem_mb"], 0)),
+    ]
+    return cols
+
+
+def table_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cell text, shared by the Markdown and HTML renderings."""
+    cols = _columns(rows)
+    return [h for h, _ in cols], [[fmt(r) for _, fmt in cols] for r in rows]
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """A GitHub-flavoured Markdown table; numbers right-aligned."""
+    headers, body = table_cells(rows)
+    esc = [[c.replace("|", "\\|") for c in line] for line in body]
+    align = [":---" if i == 0 else "---:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(line) + " |" for line in (headers, align, *esc)]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(rows: Sequence[dict[str, Any]]) -> str:
+    """An HTML ``<table>`` with every cell escaped, for the report."""
+    headers, body = table_cells(rows)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>\n"
+                  for line in body)
+    return (f'<table class="comparison">\n<thead><tr>{head}</tr></thead>\n'
+            f"<tbody>\n{trs}</tbody>\n</table>")
+
+
+def to_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """The rows unformatted (columns ``FIELDS``, empty for missing), for spreadsheets/pandas."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in FIELDS})
+    return path
