@@ -277,7 +277,7 @@ def test_random_samples_valid_genotypes_with_distinct_inputs(space):
         geno = Genotype.from_dict(selection_to_genotype(arch, s.cells).to_dict())
         geno.validate()
         for name, cell in s.cells.items():
-            for i, node_edges in enumerate(cell.node_edges):
+            for node_edges in cell.node_edges:
                 inputs = [cell.edges[e][1] for e in node_edges if arch[name][e] >= 0]
                 assert len(inputs) == len(set(inputs)) == cell.keep
             assert all(cell.ops[k] != "none" for k in arch[name] if k >= 0)

@@ -71,9 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         tp = _base_type(hints[f.name])
         default = quick.get(f.name, f.default)
-        extra = f"default: {default!r}" if f.name not in quick else \
-            f"quick preset: {default!r}; paper: {PRESETS['paper'].get(f.name, f.default)!r}"
-        help_text = f"{HELP.get(f.name, f.name)} ({extra})"
+        if f.name in quick:
+            paper = PRESETS["paper"].get(f.name, f.default)
+            help_text = f"{HELP[f.name]} (quick preset: {default!r}; paper: {paper!r})"
+        elif default is None:  # the help text says what happens when it is not given
+            help_text = HELP[f.name]
+        else:
+            help_text = f"{HELP[f.name]} (default: {default!r})"
         flag = "--" + f.name.replace("_", "-")
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,

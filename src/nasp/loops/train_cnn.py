@@ -142,16 +142,18 @@ def train(
     ``dataset`` skips loading when the caller already holds the data; ``on_epoch_end(epoch,
     record)`` is called after each epoch's checkpoint is written."""
     cfg = config
-    run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg),
-                              resume=resume, overwrite=overwrite)
     device = resolve_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else cfg.amp
     channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
+    genotype = None if resume else get_genotype(cfg.genotype, "cnn")  # fail before any I/O
+    run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg),
+                              resume=resume, overwrite=overwrite)
     ckpt = load_checkpoint(run_dir / "checkpoint.pt", device) if resume else None
-    # the genotype a run started with travels in its checkpoint, so a moved or edited file
-    # cannot change a resumed run
-    genotype = (Genotype.from_dict(ckpt["genotype"]) if ckpt else
-                get_genotype(cfg.genotype, "cnn"))
+    if ckpt is not None:
+        # the genotype a run started with travels in its checkpoint, so a moved or edited
+        # file cannot change a resumed run
+        genotype = Genotype.from_dict(ckpt["genotype"])
+    assert genotype is not None
     if genotype.task != "cnn":
         raise NaspError(f"genotype {cfg.genotype!r} is a recurrent cell",
                         "train it with `nasp train --task lm`, or pass a CNN genotype")

@@ -1,0 +1,47 @@
+"""``nasp compare``: several strategies and seeds on one budget, scored alike, one table."""
+
+from __future__ import annotations
+
+import argparse
+
+from nasp.cli.options import add_dataclass_options, given_options
+from nasp.cli.search import HELP
+from nasp.config import SearchConfig
+
+_HELP = {**HELP, "strategy_options": "JSON object of options per strategy, e.g. "
+         "'{\"asap\": {\"t0\": 2.0}, \"random\": {\"candidates\": 4}}'"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategies", default="nasp,darts,darts2,pa,pa-lazy,asap,random",
+                        help="comma-separated strategies (default: %(default)s)")
+    parser.add_argument("--seeds", default="0,1,2",
+                        help="comma-separated seeds, one search per strategy and seed "
+                             "(default: %(default)s)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder of the runs (DIR/<strategy>-s<seed>/) and the table "
+                             "(DIR/comparison.md, DIR/comparison.csv); an interrupted compare "
+                             "continues there")
+    parser.add_argument("--score-epochs", type=int, default=None, metavar="N",
+                        help="epochs to train each final architecture from scratch (fixed "
+                             "strategy) for its final validation accuracy (default: the "
+                             "search's epochs)")
+    parser.add_argument("--config", help="JSON file of search options (CLI options override it)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo runs already in DIR instead of reusing them")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_dataclass_options(parser, SearchConfig, _HELP,
+                          skip=("strategy", "seed", "out", "checkpoint_every"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from nasp.compare import compare
+    from nasp.viz.tables import to_markdown
+
+    options = {k: v for k, v in given_options(args, SearchConfig).items()
+               if k not in ("strategy", "seed", "out")}  # --out is the compare's folder
+    rows = compare(args.strategies, args.seeds, args.out, score_epochs=args.score_epochs,
+                   config=args.config, overwrite=args.overwrite, progress=not args.quiet,
+                   **options)
+    print(to_markdown(rows), end="")
+    return 0

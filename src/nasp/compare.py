@@ -1,0 +1,203 @@
+"""``nasp compare``: every (strategy, seed) search on one budget, every result scored alike.
+
+Each search writes a normal run folder ``OUT/<strategy>-s<seed>/``. Its final discrete
+architecture is then trained from scratch with the ``fixed`` strategy on the same search code,
+data split and seed, for ``score_epochs`` epochs (default: the search's epochs), in
+``OUT/<strategy>-s<seed>/score/``; the last epoch's validation accuracy of that training is added
+to the search's result.json as ``final_valid_acc`` (language models: ``final_valid_ppl``), so
+every strategy - whether it ends in a supernet (DARTS, ASAP), a discrete net (NASP, PA) or a
+short-trained candidate (random search) - is measured by the same yardstick. The table
+(``comparison.md``, ``comparison.csv``) is rewritten after every finished run.
+
+An interrupted compare continues where it stopped: finished searches and scores are reused,
+unfinished ones are resumed from their checkpoints. A run folder made with other options is an
+error rather than silently mixed in (``overwrite`` redoes the runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nasp.config import SearchConfig, resolve
+from nasp.errors import NaspError
+from nasp.runs import read_json, write_json
+
+# config keys that may differ between a saved run and a compare continuing it
+_IGNORED = {"command", "out", "device", "log_every", "checkpoint_every"}
+_FINAL_KEYS = ("valid_acc", "valid_loss", "valid_ppl")
+
+
+def parse_list(value: str | Iterable[Any], kind: type, what: str) -> list[Any]:
+    """``"a,b"`` or an iterable -> a list of ``kind``, duplicates rejected."""
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    items = [v for v in items if v != ""]
+    try:
+        out = [kind(v) for v in items]
+    except (TypeError, ValueError):
+        raise NaspError(f"cannot read {what} from {value!r}",
+                        f"give a comma-separated list, e.g. --{what} "
+                        + ("0,1,2" if kind is int else "nasp,darts")) from None
+    if not out:
+        raise NaspError(f"no {what} given", f"pass --{what}")
+    if len(set(out)) != len(out):
+        raise NaspError(f"{what} {out} repeat an entry", "list each one once")
+    return out
+
+
+def run_name(strategy: str, seed: int) -> str:
+    return f"{strategy}-s{seed}"
+
+
+def _per_strategy_options(options: Any, strategies: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``strategy_options`` of a compare is keyed by strategy: {"asap": {"t0": 2}, ...}."""
+    if options is None:
+        return {}
+    hint = ('key them by strategy, e.g. --strategy-options \'{"asap": {"t0": 2.0}, '
+            '"random": {"candidates": 4}}\'')
+    if not isinstance(options, dict):
+        raise NaspError("strategy_options of a compare must be a JSON object", hint)
+    for name, value in options.items():
+        if name not in strategies:
+            raise NaspError(f"strategy_options names {name!r}, which is not in --strategies "
+                            f"({', '.join(strategies)})", hint)
+        if not isinstance(value, dict):
+            raise NaspError(f"strategy_options[{name!r}] must be a JSON object", hint)
+    return options
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(json.dumps(config)).items() if k not in _IGNORED}
+
+
+def _check_same(run_dir: Path, cfg: SearchConfig) -> None:
+    """A reused run folder must have been made with the options asked for now."""
+    saved = _comparable(read_json(run_dir / "config.json"))
+    wanted = _comparable(cfg.to_dict())
+    diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now" for k in diff)
+        raise NaspError(f"{run_dir} holds a run made with other options ({shown})",
+                        "use another --out, or --overwrite to redo the runs")
+
+
+def _run(cfg_options: dict[str, Any], config: str | os.PathLike | None, run_dir: Path,
+         overwrite: bool, progress: bool) -> tuple[dict[str, Any], str]:
+    """Search (or reuse, or resume) one run folder; returns its result.json and what was done."""
+    from nasp.api import resume, search
+
+    cfg = resolve(cfg_options, config)
+    if not overwrite and (run_dir / "result.json").exists():
+        _check_same(run_dir, cfg)
+        return read_json(run_dir / "result.json"), "reused"
+    if not overwrite and (run_dir / "checkpoint.pt").exists():
+        _check_same(run_dir, cfg)
+        return resume(run_dir, progress=progress).result, "resumed"
+    res = search(config=config, overwrite=True, progress=progress, out=str(run_dir),
+                 **cfg_options)
+    return res.result, "ran"
+
+
+def score_run(run_dir: Path, options: dict[str, Any], config: str | os.PathLike | None,
+              score_epochs: int, overwrite: bool = False, progress: bool = False
+              ) -> dict[str, Any]:
+    """Train a search run's genotype from scratch (``fixed``) and record ``final_*`` metrics in
+    its result.json; returns that result.json."""
+    result = read_json(run_dir / "result.json")
+    if (not overwrite and result.get("score_epochs") == score_epochs
+            and any(f"final_{k}" in result for k in _FINAL_KEYS)):
+        return result
+    if not isinstance(result.get("genotype"), dict):
+        raise NaspError(f"{run_dir / 'result.json'} has no genotype", "redo the search")
+    fixed = {**options, "strategy": "fixed", "epochs": score_epochs,
+             "strategy_options": {"genotype": result["genotype"]}}
+    score, _ = _run(fixed, config, run_dir / "score", overwrite, progress)
+    for key in _FINAL_KEYS:
+        if key in score:
+            result[f"final_{key}"] = score[key]
+    result["score_epochs"] = score_epochs
+    result["score_time_s"] = score.get("search_time_s")
+    if result.get("eval_params_m") is None:
+        result["eval_params_m"] = score.get("eval_params_m")
+    write_json(run_dir / "result.json", result)
+    return result
+
+
+def write_table(out: Path, run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """``comparison.md`` and ``comparison.csv`` of the finished runs among ``run_dirs``."""
+    from nasp.viz.runs import load_run
+    from nasp.viz.tables import comparison_rows, to_csv, to_markdown
+
+    runs = [load_run(d) for d in run_dirs if (d / "result.json").exists()]
+    rows = comparison_rows(runs)
+    (out / "comparison.md").write_text(to_markdown(rows))
+    to_csv(rows, out / "comparison.csv")
+    return rows
+
+
+def compare(
+    strategies: str | Sequence[str],
+    seeds: str | Sequence[int],
+    out: str | os.PathLike,
+    *,
+    score_epochs: int | None = None,
+    config: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+    **search_options: Any,
+) -> list[dict[str, Any]]:
+    """Run every (strategy, seed) search into ``out``, score each result, write the table.
+
+    ``search_options`` are ``nasp search`` options (preset, space, data, epochs, ...) shared by
+    all runs; ``strategy_options`` among them is keyed by strategy. Returns the table's rows
+    (``nasp.viz.tables.comparison_rows``)."""
+    from nasp.strategies import get_strategy
+
+    names = parse_list(strategies, str, "strategies")
+    seed_list = parse_list(seeds, int, "seeds")
+    for name in names:
+        get_strategy(name)  # an unknown name fails before any run starts
+    bad = {"strategy", "seed", "out"} & set(search_options)
+    if bad:
+        raise NaspError(f"compare sets {', '.join(sorted(bad))} per run itself",
+                        "use strategies=, seeds= and out= instead")
+    per_strategy = _per_strategy_options(search_options.pop("strategy_options", None), names)
+    # resolve once up front: bad options fail now, and the scoring budget defaults to the
+    # search's epochs (the same for every strategy)
+    base = resolve({**search_options, "strategy": names[0]}, config)
+    epochs = int(score_epochs) if score_epochs is not None else base.epochs
+    if epochs < 1:
+        raise NaspError(f"invalid score epochs {score_epochs!r}", "use --score-epochs 1 or more")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "compare.json", {
+        "command": "compare", "strategies": names, "seeds": seed_list, "score_epochs": epochs,
+        "config": str(config) if config else None, "options": search_options,
+        "strategy_options": per_strategy})
+    say = log or (lambda _msg: None)
+    run_dirs = [out_dir / run_name(n, s) for n in names for s in seed_list]
+    total, rows = len(run_dirs), []
+    for i, (name, seed) in enumerate(((n, s) for n in names for s in seed_list), 1):
+        run_dir = out_dir / run_name(name, seed)
+        options = {**search_options, "strategy": name, "seed": seed,
+                   "strategy_options": dict(per_strategy.get(name, {}))}
+        t0 = time.perf_counter()
+        _, how = _run(options, config, run_dir, overwrite, progress)
+        # a fresh search invalidates an old score of that folder
+        result = score_run(run_dir, options, config, epochs, overwrite or how == "ran",
+                           progress)
+        metric = "acc" if "final_valid_acc" in result else "ppl"
+        final = result.get(f"final_valid_{metric}")
+        say(f"[{i}/{total}] {run_dir.name}: search {how} "
+            f"({float(result.get('search_time_s') or 0):.1f} s searching); scored over {epochs} "
+            f"epoch(s): final valid {metric} "
+            f"{'n/a' if final is None else format(final, '.4f')} "
+            f"({time.perf_counter() - t0:.1f} s)")
+        rows = write_table(out_dir, run_dirs)
+    say(f"table: {out_dir / 'comparison.md'}, {out_dir / 'comparison.csv'}")
+    return rows
