@@ -337,7 +337,7 @@ def test_random_trains_candidates_in_turn_and_keeps_the_best():
         s.end_epoch(epoch, 6, record)
         assert record["candidate"] == s.current
         assert s.finished() == (epoch == 5)
-    assert resets == [False, False, True, False, True, False]
+    assert resets == [True, False, True, False, True, False]
     assert current == [0, 0, 1, 1, 2, 2]
     assert s.weight_schedule_epochs() == 2
     assert s.best() == 1

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from nasp.cli import main
+from nasp.data import DeviceLoader
 from nasp.data.dataset import make_dataset
 from nasp.errors import NaspError
-from nasp.loops.train_cnn import train
+from nasp.loops.train_cnn import evaluate, load_model, train
 from nasp.runs import load_checkpoint
 from nasp.train_config import PRESETS, TrainConfig, resolve
 
@@ -96,13 +97,12 @@ def _stop_after_first(epoch, record):
 @pytest.mark.parametrize("schedule", ["cosine", "step"])
 def test_resume_is_bit_identical(tmp_path, schedule):
     ds = synthetic()
-    straight = train(_cfg(tmp_path, "a", lr_schedule=schedule), progress=False, dataset=ds)
+    quiet = dict(progress=False, log=False, dataset=ds)
+    straight = train(_cfg(tmp_path, "a", lr_schedule=schedule), **quiet)
     with pytest.raises(Stop):
-        train(_cfg(tmp_path, "b", lr_schedule=schedule), progress=False, dataset=ds,
-              on_epoch_end=_stop_after_first)
+        train(_cfg(tmp_path, "b", lr_schedule=schedule), on_epoch_end=_stop_after_first, **quiet)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
-    resumed = train(_cfg(tmp_path, "b", lr_schedule=schedule), resume=True, progress=False,
-                    dataset=ds)
+    resumed = train(_cfg(tmp_path, "b", lr_schedule=schedule), resume=True, **quiet)
     a = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert a["model"].keys() == b["model"].keys()
@@ -125,7 +125,8 @@ def test_resume_is_bit_identical(tmp_path, schedule):
 def test_training_learns_and_writes_the_run_folder(tmp_path):
     cfg = _cfg(tmp_path, "run", epochs=3, max_steps_per_epoch=None, drop_path_prob=0.0,
                cutout=0, lr=0.1, valid_portion=0.2)
-    result = train(cfg, progress=False, dataset=synthetic(n_train=160, n_test=80))
+    ds = synthetic(n_train=160, n_test=80)
+    result = train(cfg, progress=False, log=False, dataset=ds)
     run = tmp_path / "run"
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "result.json"):
         assert (run / name).exists(), name
@@ -144,21 +145,29 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     assert records[-1]["wall_time"] >= records[0]["wall_time"]
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert saved["test_acc"] > 0.4  # 4 classes: chance is 0.25
+    # the saved best weights rebuild without the data and reproduce the reported accuracy
+    test = DeviceLoader(ds.test_x, ds.test_y, 64, mean=ds.mean, std=ds.std, shuffle=False,
+                        drop_last=False)
+    best = load_model(run, "best")
+    assert not best.training
+    assert evaluate(best, test, torch.device("cpu"), False)["acc"] == saved["best_test_acc"]
+    last = evaluate(load_model(run, "checkpoint"), test, torch.device("cpu"), False)
+    assert last["acc"] == saved["test_acc"]
 
 
 def test_non_finite_loss_is_a_nasp_error(tmp_path):
     ds = dataclasses.replace(synthetic(), std=(0.0,))  # 1/std = inf: every input is inf or nan
     with pytest.raises(NaspError, match="loss became nan at epoch 1"):
-        train(_cfg(tmp_path, "nan"), progress=False, dataset=ds)
+        train(_cfg(tmp_path, "nan"), progress=False, log=False, dataset=ds)
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path):
     ds = synthetic()
     cfg = _cfg(tmp_path, "r", epochs=1)
-    train(cfg, progress=False, dataset=ds)
+    train(cfg, progress=False, log=False, dataset=ds)
     with pytest.raises(NaspError, match="--resume"):
-        train(cfg, progress=False, dataset=ds)
-    train(cfg, progress=False, dataset=ds, overwrite=True)
+        train(cfg, progress=False, log=False, dataset=ds)
+    train(cfg, progress=False, log=False, dataset=ds, overwrite=True)
 
 
 def test_cli_train_end_to_end(tmp_path, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_rnn_data import write_corpus
 
 from nasp.config import resolve
 from nasp.spaces import get_space
@@ -13,6 +12,7 @@ from nasp.strategies import ArchContext, get_strategy
 from nasp.supernet.rnn import RNNSearchModel
 from nasp.supernet.weighting import RUN, CellWeighting, dense_plan
 from nasp.tasks.lm import build_lm_task
+from test_rnn_data import write_corpus
 
 V, T, B, H = 40, 6, 3, 8
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from test_rnn_data import write_corpus
 
 from nasp.cli import main
 from nasp.errors import NaspError
@@ -14,6 +13,7 @@ from nasp.genotype import GENOTYPES, Genotype, rnn_genotype
 from nasp.loops import train_lm
 from nasp.models.rnn import RNNModel, count_lm_params
 from nasp.runs import prepare_run_dir
+from test_rnn_data import write_corpus
 
 V2 = GENOTYPES["lm"]["DARTS_V2"]
 TINY = ["--emsize", "8", "--nhid", "8", "--batch-size", "4", "--eval-batch-size", "4",

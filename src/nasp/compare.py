@@ -139,6 +139,20 @@ def write_table(out: Path, run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def _check_strategies(names: Sequence[str], per_strategy: dict[str, dict[str, Any]],
+                      search_options: dict[str, Any], config: str | os.PathLike | None) -> None:
+    """Build every strategy once on the CPU (cheap: no network, no data), so a bad strategy
+    option fails before hours of other runs, not in the middle of them."""
+    import torch
+
+    from nasp.loops.search import build_strategy
+
+    for name in names:
+        cfg = resolve({**search_options, "strategy": name,
+                       "strategy_options": dict(per_strategy.get(name, {}))}, config)
+        build_strategy(cfg, torch.device("cpu"))
+
+
 def compare(
     strategies: str | Sequence[str],
     seeds: str | Sequence[int],
@@ -170,6 +184,7 @@ def compare(
     # resolve once up front: bad options fail now, and the scoring budget defaults to the
     # search's epochs (the same for every strategy)
     base = resolve({**search_options, "strategy": names[0]}, config)
+    _check_strategies(names, per_strategy, search_options, config)
     epochs = int(score_epochs) if score_epochs is not None else base.epochs
     if epochs < 1:
         raise NaspError(f"invalid score epochs {score_epochs!r}", "use --score-epochs 1 or more")

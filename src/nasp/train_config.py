@@ -84,8 +84,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                           layers=14, auxiliary=True, auxiliary_weight=0.4, drop_path_prob=0.0,
                           cutout=0, label_smoothing=0.1, valid_portion=0.0),
     # Measured: about 9 minutes on 2 CPU cores, ~89% test accuracy with DARTS_V2 (see README).
-    "quick": dict(epochs=6, batch_size=64, lr=0.05, lr_schedule="cosine", momentum=0.9,
-                  weight_decay=3e-4, grad_clip=5.0, channels=12, layers=6, auxiliary=True,
+    "quick": dict(epochs=6, batch_size=96, lr=0.05, lr_schedule="cosine", momentum=0.9,
+                  weight_decay=3e-4, grad_clip=5.0, channels=16, layers=8, auxiliary=True,
                   auxiliary_weight=0.4, drop_path_prob=0.1, cutout=0, label_smoothing=0.0,
                   valid_portion=0.1),
 }

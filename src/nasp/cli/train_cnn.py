@@ -7,14 +7,12 @@ the config file (``--config``), else of the preset, else the default shown in ``
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
+from nasp.cli.options import add_dataclass_options, given_options
 from nasp.errors import NaspError
-from nasp.train_config import PRESETS, TrainConfig, field_names, load_config_file
+from nasp.train_config import PRESETS, TrainConfig, load_config_file
 
 HELP: dict[str, str] = {
     "genotype": "genotype to train: a published name (DARTS_V1, DARTS_V2, NASP_12), a "
@@ -57,34 +55,11 @@ HELP: dict[str, str] = {
 RESUME_OPTIONS = {"device", "log_every", "data_root"}
 
 
-def _base_type(tp: Any) -> type:
-    """``int | None`` -> int; the argparse type of a dataclass field's annotation."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        return args[0]
-    return tp
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    quick = PRESETS["quick"]
-    for f in dataclasses.fields(TrainConfig):
-        tp = _base_type(hints[f.name])
-        default = quick.get(f.name, f.default)
-        if f.name in quick:
-            paper = PRESETS["paper"].get(f.name, f.default)
-            help_text = f"{HELP[f.name]} (quick preset: {default!r}; paper: {paper!r})"
-        elif default is None:  # the help text says what happens when it is not given
-            help_text = HELP[f.name]
-        else:
-            help_text = f"{HELP[f.name]} (default: {default!r})"
-        flag = "--" + f.name.replace("_", "-")
-        if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
-        else:
-            parser.add_argument(flag, type=tp, default=None, help=help_text,
-                                metavar=f.name.upper())
+    quick, paper = PRESETS["quick"], PRESETS["paper"]
+    helps = {name: (f"{text} (quick preset: {quick[name]!r}, paper: {paper[name]!r})"
+                    if name in quick else text) for name, text in HELP.items()}
+    add_dataclass_options(parser, TrainConfig, helps)
     parser.add_argument("--config", metavar="JSON",
                         help="JSON file of options (a run's config.json works); command-line "
                         "options override it")
@@ -99,23 +74,26 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, Any]:
     """The resolved config (and the dataset, when it had to be loaded to pick the preset)."""
     from nasp.train_config import KNOWN_SHAPES, resolve
 
-    overrides = {name: getattr(args, name, None) for name in field_names()}
+    overrides = given_options(args, TrainConfig)
     if args.resume:
-        given = sorted(k for k, v in overrides.items() if v is not None and k not in
-                       RESUME_OPTIONS)
-        if given or args.config:
-            shown = ", ".join("--" + k.replace("_", "-") for k in given) or "--config"
+        fixed = sorted(k for k in overrides if k not in RESUME_OPTIONS)
+        if fixed or args.config:
+            shown = ", ".join("--" + k.replace("_", "-") for k in fixed) or "--config"
             raise NaspError(f"{shown} cannot change when resuming",
-                            "pass only --resume RUN (and --device), or start a new run")
+                            "pass only --resume RUN (with --device, --log-every or "
+                            "--data-root), or start a new run")
         run = Path(args.resume)
+        if not (run / "config.json").exists():
+            raise NaspError(f"{run} holds no config.json",
+                            "resume a folder written by `nasp train --task cnn`")
         saved = load_config_file(run / "config.json")
-        saved.update({k: v for k, v in overrides.items() if v is not None})
+        saved.update(overrides)
         saved["out"] = str(run)
         cfg = TrainConfig(**saved)
         return cfg, None
     dataset = None
     merged = load_config_file(args.config) if args.config else {}
-    merged.update({k: v for k, v in overrides.items() if v is not None})
+    merged.update(overrides)
     data = merged.get("data", TrainConfig.data)
     image_side = None
     if data not in KNOWN_SHAPES and merged.get("preset") == "paper":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nasp.cli.options import add_dataclass_options, given_options
 from nasp.errors import NaspError
-from nasp.loops.train_lm import RESUME_OPTIONS, LM_PRESETS, LMTrainConfig, field_names
+from nasp.loops.train_lm import LM_PRESETS, RESUME_OPTIONS, LMTrainConfig, field_names
 
 HELP: dict[str, str] = {
     "genotype": "recurrent genotype: a published name (DARTS_V1, DARTS_V2), a genotype.json, "

@@ -113,8 +113,9 @@ def _packaged_ptb() -> dict[str, tuple[str, list[str]]]:
 def _folder(name: str, root: str) -> dict[str, tuple[str, list[str]]]:
     folder = Path(root).expanduser()
     if not folder.is_dir():
+        files = ", ".join(FILES[name].values())
         raise NaspError(f"data folder {folder} does not exist",
-                        f"pass --data-root with the folder holding {', '.join(FILES[name].values())}")
+                        f"pass --data-root with the folder holding {files}")
     return {split: (str(folder / FILES[name][split]), _read_lines(folder / FILES[name][split]))
             for split in SPLITS}
 

@@ -133,14 +133,16 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    log: bool = True,
     dataset: ImageDataset | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) the network of ``config.genotype``; returns the
     result record that is also written to ``<out>/result.json``.
 
-    ``dataset`` skips loading when the caller already holds the data; ``on_epoch_end(epoch,
-    record)`` is called after each epoch's checkpoint is written."""
+    ``progress`` shows progress bars, ``log`` prints one line per epoch; ``dataset`` skips
+    loading when the caller already holds the data; ``on_epoch_end(epoch, record)`` is called
+    after each epoch's checkpoint is written."""
     cfg = config
     device = resolve_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else cfg.amp
@@ -165,6 +167,10 @@ def train(
     seed_everything(cfg.seed)
     model = build_eval_model(genotype, ds.channels, ds.num_classes, ds.image_size,
                              channels=cfg.channels, layers=cfg.layers, auxiliary=cfg.auxiliary)
+    # what load_model needs to rebuild the network without the data
+    network = {"genotype": genotype.to_dict(), "input_shape": list(ds.shape),
+               "num_classes": ds.num_classes, "channels": cfg.channels, "layers": cfg.layers,
+               "auxiliary": cfg.auxiliary}
     params_m = count_params(model) / 1e6
     flops_m = count_flops(model, ds.shape) / 1e6
     model = model.to(device)
@@ -183,10 +189,12 @@ def train(
         set_rng_state(ckpt["rng"])
         start_epoch, wall, best = ckpt["epoch"], ckpt["wall_time"], ckpt["best"]
         metrics_log.truncate_from(start_epoch)
+        if log:
+            tqdm.write(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.epochs}")
     else:
         metrics_log.truncate_from(-10)  # a fresh run starts a fresh file
         write_json(run_dir / "config.json", {"command": "train", "task": "cnn", **cfg.to_dict()})
-    if progress:
+    if log:
         tqdm.write(f"{genotype}\n{params_m:.3f}M parameters, {flops_m:.1f}M multiply-adds, "
                    f"{data.num_train} training images, device {device}")
 
@@ -194,6 +202,7 @@ def train(
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
     if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
         torch.cuda.reset_peak_memory_stats(device)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -247,15 +256,13 @@ def train(
         if valid["acc"] > best["valid_acc"]:
             best = {"valid_acc": valid["acc"], "epoch": epoch}
             save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch,
-                                                  "valid_acc": valid["acc"],
-                                                  "genotype": genotype.to_dict()})
+                                                  "valid_acc": valid["acc"], **network})
         metrics_log.append(record)
         save_checkpoint(run_dir / "checkpoint.pt", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best": best,
-            "rng": rng_state(), "wall_time": wall, "genotype": genotype.to_dict(),
-            "config": cfg.to_dict()})
-        if progress:
+            "rng": rng_state(), "wall_time": wall, "config": cfg.to_dict(), **network})
+        if log:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} train_loss {record['train_loss']:.4f} "
                        f"train_acc {record['train_acc']:.4f} valid_loss {valid['loss']:.4f} "
                        f"valid_acc {valid['acc']:.4f} lr {lr:.5f} ({epoch_time:.1f}s)")
@@ -274,7 +281,7 @@ def train(
         model.load_state_dict(load_checkpoint(run_dir / "best.pt", device)["model"])
         result["best_test_acc"] = evaluate(model, data.test, device, amp)["acc"]
     write_json(run_dir / "result.json", result)
-    if progress:
+    if log:
         tqdm.write(f"test_acc {result['test_acc']:.4f} test_loss {result['test_loss']:.4f} "
                    f"-> {run_dir / 'result.json'}")
     return result
@@ -287,16 +294,14 @@ def _check_finite(bad: torch.Tensor, epoch: int) -> None:
 
 
 def load_model(run_dir: str | Path, which: str = "best", device: str = "cpu") -> EvalCNN:
-    """Rebuild a trained network from a ``nasp train`` run folder (``best`` or ``checkpoint``)."""
-    from nasp.runs import read_json
-    from nasp.train_config import dataset_shape
-
-    run = Path(run_dir)
-    cfg = read_json(run / "config.json")
-    state = load_checkpoint(run / f"{'best' if which == 'best' else 'checkpoint'}.pt", device)
-    c, h, w, classes = dataset_shape(cfg["data"], cfg.get("data_root"))
-    model = build_eval_model(Genotype.from_dict(state["genotype"]), c, classes, (h, w),
-                             channels=cfg["channels"], layers=cfg["layers"],
-                             auxiliary=cfg["auxiliary"])
+    """The trained network of a ``nasp train`` run folder, in eval mode: the weights of
+    ``best.pt`` (best validation epoch) or ``checkpoint.pt`` (last epoch)."""
+    if which not in ("best", "checkpoint"):
+        raise NaspError(f"unknown checkpoint {which!r}", "use 'best' or 'checkpoint'")
+    state = load_checkpoint(Path(run_dir) / f"{which}.pt", device)
+    c, h, w = state["input_shape"]
+    model = build_eval_model(Genotype.from_dict(state["genotype"]), c, state["num_classes"],
+                             (h, w), channels=state["channels"], layers=state["layers"],
+                             auxiliary=state["auxiliary"])
     model.load_state_dict(state["model"])
-    return model.eval()
+    return model.to(device).eval()

@@ -62,7 +62,7 @@ class LMTrainConfig:
     preset: str = "quick"              # quick or paper
     seed: int = 0
     device: str = "auto"               # auto, cpu, cuda, cuda:1, ...
-    out: str | None = None             # run folder (default: runs/train-lm-<genotype>-<data>-s<seed>)
+    out: str | None = None             # run folder (default: runs/train-lm-<genotype>-<data>-s<N>)
     # budget
     epochs: int = 8000
     batch_size: int = 64

@@ -65,8 +65,37 @@ def highway(prev: torch.Tensor, candidate: torch.Tensor, gate: torch.Tensor) -> 
     return torch.lerp(prev, candidate, gate)
 
 
-def init_matrix(rows: int, cols: int) -> nn.Parameter:
-    return nn.Parameter(torch.empty(rows, cols).uniform_(-INIT_RANGE, INIT_RANGE))
+def empty_matrix(rows: int, cols: int) -> nn.Parameter:
+    """A cell matrix; the cell's ``reset_parameters`` fills it U(-0.04, 0.04)."""
+    return nn.Parameter(torch.empty(rows, cols))
+
+
+class WordEmbedding(nn.Embedding):
+    """An embedding initialised U(-0.1, 0.1) (AWD-LSTM), also when re-initialised."""
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.uniform_(-EMBED_INIT, EMBED_INIT)
+
+
+class TiedDecoder(nn.Linear):
+    """The output layer; its weight is the embedding matrix (set by the model), so
+    re-initialising it only zeroes the bias (the embedding re-initialises the shared matrix)."""
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.bias.zero_()
+
+
+def make_tied(ntokens: int, emsize: int, nhid: int) -> tuple[WordEmbedding, TiedDecoder]:
+    """Embedding and decoder sharing one matrix (which needs ``emsize == nhid``)."""
+    if emsize != nhid:
+        raise NaspError(f"emsize ({emsize}) must equal nhid ({nhid})",
+                        "the decoder shares the embedding matrix; set both to one size")
+    encoder = WordEmbedding(ntokens, emsize)
+    decoder = TiedDecoder(nhid, ntokens)
+    decoder.weight = encoder.weight
+    return encoder, decoder
 
 
 class RecurrentCell(nn.Module):
@@ -88,11 +117,17 @@ class RecurrentCell(nn.Module):
         self.acts = [op for op, _ in pairs]
         self.preds = [j for _, j in pairs]
         self.concat = list(genotype.concat["recurrent"])
-        self.w0 = init_matrix(ninp + nhid, 2 * nhid)
-        self.ws = nn.ParameterList(init_matrix(nhid, 2 * nhid) for _ in pairs)
+        self.w0 = empty_matrix(ninp + nhid, 2 * nhid)
+        self.ws = nn.ParameterList(empty_matrix(nhid, 2 * nhid) for _ in pairs)
+        self.reset_parameters()
         # consumers[j]: the nodes reading state j; their matrices are applied in one product
         self.consumers = [[i for i, p in enumerate(self.preds) if p == j]
                           for j in range(len(pairs) + 1)]
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            for w in [self.w0, *self.ws]:
+                w.uniform_(-INIT_RANGE, INIT_RANGE)
 
     def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         nhid = self.nhid
@@ -135,18 +170,10 @@ class RNNModel(nn.Module):
                  dropout: float = 0.75, dropouth: float = 0.25, dropoutx: float = 0.75,
                  dropouti: float = 0.2, dropoute: float = 0.1) -> None:
         super().__init__()
-        if emsize != nhid:
-            raise NaspError(f"emsize ({emsize}) must equal nhid ({nhid})",
-                            "the decoder shares the embedding matrix; set both to one size")
         self.ntokens, self.nhid = ntokens, nhid
         self.dropout, self.dropouti, self.dropoute = dropout, dropouti, dropoute
-        self.encoder = nn.Embedding(ntokens, emsize)
+        self.encoder, self.decoder = make_tied(ntokens, emsize, nhid)
         self.cell = RecurrentCell(genotype, emsize, nhid, dropouth, dropoutx)
-        self.decoder = nn.Linear(nhid, ntokens)
-        self.decoder.weight = self.encoder.weight
-        with torch.no_grad():
-            self.encoder.weight.uniform_(-EMBED_INIT, EMBED_INIT)
-            self.decoder.bias.zero_()
 
     def init_hidden(self, bsz: int) -> torch.Tensor:
         w = self.encoder.weight

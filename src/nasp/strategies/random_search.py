@@ -98,8 +98,9 @@ class RandomSearch(Strategy):
     # --- schedule ---------------------------------------------------------------------------
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.current = min(epoch // self.epochs_per_candidate, self.num_candidates - 1)
-        # the first candidate starts on the network's initial weights; later ones on fresh ones
-        self._reset = epoch > 0 and epoch % self.epochs_per_candidate == 0
+        # every candidate, the first included, starts on freshly drawn weights and a fresh
+        # learning-rate cosine over its own epochs
+        self._reset = epoch % self.epochs_per_candidate == 0
 
     def weights_to_reset(self) -> bool:
         return self._reset

@@ -12,7 +12,8 @@ from torch import nn
 from nasp.ops import FactorizedReduce, ReLUConvBN
 from nasp.spaces.base import CellSpec, SearchSpace
 from nasp.supernet.mixed import MixedOp
-from nasp.supernet.weighting import CellWeighting, Weighting
+from nasp.supernet.probe import probe_node
+from nasp.supernet.weighting import PROBE, CellWeighting, Weighting
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:
@@ -47,15 +48,19 @@ class SearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, w: CellWeighting) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for node_edges in self.spec.node_edges:
-            total = None
+            total, probes = None, []
             for e in node_edges:
                 _, j = self.spec.edges[e]
                 row = None if w.weights is None else w.weights[e]
                 y = self.edges[e](states[j], row, w.plan[e])
                 if y is not None:
                     total = y if total is None else total + y
+                probes.extend((e, k, self.edges[e].ops[k], states[j])
+                              for k, code in enumerate(w.plan[e]) if code == PROBE)
             if total is None:
                 raise RuntimeError("a node has no executed incoming edge; the weighting is invalid")
+            if probes and w.weights is not None and torch.is_grad_enabled():
+                total = probe_node(total, w.weights, probes)
             states.append(total)
         return torch.cat([states[n] for n in self.spec.concat], dim=1)
 

@@ -6,15 +6,14 @@ import torch
 from torch import nn
 
 from nasp.ops import make_op
-from nasp.supernet.weighting import PROBE, SKIP
+from nasp.supernet.weighting import RUN
 
 
 class MixedOp(nn.Module):
-    """``s = Σ_k w_k · op_k(x)`` over the ops the plan executes.
+    """``s = Σ_k w_k · op_k(x)`` over the ops the plan RUNs.
 
-    PROBE ops run under ``no_grad``: the product ``w_k · o_k`` still has a gradient for ``w_k``
-    (⟨∂L/∂s, o_k⟩), but autograd keeps no graph inside ``op_k`` and never back-propagates through
-    it. Returns ``None`` when the plan executes nothing, so the caller can drop the edge."""
+    PROBE ops are the cell's business (their gradient is computed per node, in backward);
+    returns ``None`` when nothing runs, so the caller can drop the edge."""
 
     def __init__(self, ops: tuple[str, ...], c: int, stride: int) -> None:
         super().__init__()
@@ -25,13 +24,9 @@ class MixedOp(nn.Module):
     ) -> torch.Tensor | None:
         out = None
         for k, code in enumerate(codes):
-            if code == SKIP:
+            if code != RUN:
                 continue
-            if code == PROBE:
-                with torch.no_grad():
-                    y = self.ops[k](x)
-            else:
-                y = self.ops[k](x)
+            y = self.ops[k](x)
             if weights is not None:
                 y = weights[k] * y
             out = y if out is None else out + y

@@ -17,7 +17,12 @@ predecessor, which is exactly the matrix the search trained for that node. It al
 linear transform independent of the op, so it is computed once per (node, predecessor) and
 shared by the four activations. ``none`` (DARTS space) contributes zero and is never computed.
 
-The BN is non-affine, one per node (REFERENCE.md), in the search network only.
+The BN is non-affine, one per node (REFERENCE.md), in the search network only. It always
+normalises with the statistics of the current batch (the streams at this time step), also in
+evaluation: running statistics do not describe the dropout-free evaluation dynamics, and in a
+recurrence any per-step gain above 1 compounds - with running statistics the evaluation hidden
+state of a briefly trained supernet grew by ~10^4 per window and became NaN. Batch statistics
+need two or more streams (the LM task checks ``batch_size`` and ``eval_batch_size``).
 
 The ``CellWeighting`` plan is honoured per (edge, op): RUN with an autograd graph, PROBE under
 ``no_grad`` (its output only multiplies its weight, so the weight's gradient is ⟨∂L/∂s_i, o⟩
@@ -38,12 +43,13 @@ from torch import nn
 from nasp.errors import NaspError
 from nasp.models.rnn import (
     ACTIVATIONS,
-    EMBED_INIT,
+    INIT_RANGE,
     dropout_mask,
     embedded_dropout,
+    empty_matrix,
     highway,
-    init_matrix,
     locked_dropout,
+    make_tied,
 )
 from nasp.spaces.base import CellSpec, SearchSpace
 from nasp.supernet.weighting import PROBE, RUN, SKIP, CellWeighting, Weighting
@@ -95,10 +101,18 @@ class SearchRNNCell(nn.Module):
         if unknown:
             raise NaspError(f"unknown recurrent op(s) {unknown}",
                             f"use ops from: none, {', '.join(ACTIVATIONS)}")
-        self.w0 = init_matrix(ninp + nhid, 2 * nhid)
-        self.ws = nn.ParameterList(init_matrix(nhid, 2 * nhid) for _ in range(spec.nodes))
-        self.bns = nn.ModuleList(nn.BatchNorm1d(nhid, affine=False)
+        self.w0 = empty_matrix(ninp + nhid, 2 * nhid)
+        self.ws = nn.ParameterList(empty_matrix(nhid, 2 * nhid) for _ in range(spec.nodes))
+        self.reset_parameters()
+        # batch statistics in training and evaluation alike (no running statistics): see the
+        # module docstring
+        self.bns = nn.ModuleList(nn.BatchNorm1d(nhid, affine=False, track_running_stats=False)
                                  for _ in range(spec.nodes + 1))
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            for w in [self.w0, *self.ws]:
+                w.uniform_(-INIT_RANGE, INIT_RANGE)
 
     def schedule(self, w: CellWeighting) -> list[tuple[_Group, ...]]:
         """Per node, the groups of predecessors to transform and the op terms on them; built
@@ -191,18 +205,11 @@ class RNNSearchModel(nn.Module):
         if "recurrent" not in space.cells:
             raise NaspError(f"space {space.name!r} has no recurrent cell",
                             "use --space rnn or rnn-darts for language models")
-        if emsize != nhid:
-            raise NaspError(f"emsize ({emsize}) must equal nhid ({nhid})",
-                            "the decoder shares the embedding matrix; set both to one size")
         self.ntokens, self.nhid = ntokens, nhid
         self.dropout, self.dropouti, self.dropoute = dropout, dropouti, dropoute
-        self.encoder = nn.Embedding(ntokens, emsize)
+        # every module re-initialises itself properly (random search resets the network)
+        self.encoder, self.decoder = make_tied(ntokens, emsize, nhid)
         self.cell = SearchRNNCell(space.cells["recurrent"], emsize, nhid, dropouth, dropoutx)
-        self.decoder = nn.Linear(nhid, ntokens)
-        self.decoder.weight = self.encoder.weight
-        with torch.no_grad():
-            self.encoder.weight.uniform_(-EMBED_INIT, EMBED_INIT)
-            self.decoder.bias.zero_()
 
     def init_hidden(self, bsz: int) -> torch.Tensor:
         w = self.encoder.weight

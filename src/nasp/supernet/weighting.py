@@ -4,8 +4,11 @@ The supernet never knows which strategy made a weighting. A ``CellWeighting`` sa
 (edge, op), one of three things:
 
 * ``RUN``   - execute the op with an autograd graph (its weights get gradients);
-* ``PROBE`` - execute the op without an autograd graph; its output only feeds the gradient
-              with respect to the edge weight, ⟨∂L/∂s_e, op_k(x)⟩ (NASP's lean architecture step);
+* ``PROBE`` - the op's weight is zero in this weighting, so it adds nothing to the forward
+              value; only the gradient with respect to its weight, ⟨∂L/∂s_e, op_k(x_e)⟩, is
+              wanted (NASP's lean architecture step). A supernet computes it without ever
+              back-propagating through the op: the CNN supernet runs the op once, without a
+              graph, inside backward (``supernet/probe.py``);
 * ``SKIP``  - do not execute the op at all.
 
 ``weights`` is the (edges, ops) tensor that scales each executed op's output; ``None`` means

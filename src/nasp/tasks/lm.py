@@ -80,6 +80,10 @@ class LMSearchTask:
         self.bptt = cfg.bptt
         if cfg.bptt < 1:
             raise NaspError(f"invalid bptt: {cfg.bptt}", "use --bptt 1 or more")
+        if min(cfg.batch_size, cfg.eval_batch_size) < 2:
+            raise NaspError("the search cell's batch normalisation needs 2 or more streams, got "
+                            f"batch_size={cfg.batch_size}, eval_batch_size={cfg.eval_batch_size}",
+                            "use --batch-size and --eval-batch-size of 2 or more")
         self.model = RNNSearchModel(self.space, corpus.ntokens, cfg.emsize, cfg.nhid,
                                     cfg.dropout, cfg.dropouth, cfg.dropoutx, cfg.dropouti,
                                     cfg.dropoute).to(device)
@@ -131,7 +135,8 @@ class LMSearchTask:
     @torch.no_grad()
     def evaluate(self, weighting: Weighting) -> dict[str, float]:
         """Validation perplexity over the whole validation text, streams carried across
-        windows from a zero state; BN uses its running statistics (eval mode)."""
+        windows from a zero state; eval mode turns the dropouts off (BN keeps using batch
+        statistics, see ``nasp.supernet.rnn``)."""
         was_training = self.model.training
         self.model.eval()
         hidden = self.model.init_hidden(self.eval_batch_size)

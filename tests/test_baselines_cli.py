@@ -1,0 +1,32 @@
+"""``nasp compare`` end to end on the bundled data, at tiny sizes."""
+
+import json
+
+from nasp.cli import main
+
+TINY = ["--max-train-samples", "256", "--epochs", "1", "--channels", "4", "--layers", "3",
+        "--batch-size", "32", "--score-epochs", "1", "--quiet", "--device", "cpu"]
+
+
+def test_compare_cli_end_to_end_on_bundled_data(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--strategies", "pa,random", "--seeds", "0", "--out", str(out),
+                 "--data", "fashion-mnist-sample", *TINY])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| pa | 1 |" in printed and "| random | 1 |" in printed
+    assert (out / "comparison.md").read_text() in printed
+    for name in ("pa-s0", "random-s0"):
+        result = json.loads((out / name / "result.json").read_text())
+        assert 0 <= result["final_valid_acc"] <= 1 and result["eval_params_m"] > 0
+        assert json.loads((out / name / "config.json").read_text())["data"] == \
+            "fashion-mnist-sample"
+    assert json.loads((out / "compare.json").read_text())["strategies"] == ["pa", "random"]
+
+
+def test_compare_cli_reports_bad_options(tmp_path, capsys):
+    code = main(["compare", "--strategies", "asap", "--seeds", "0", "--out", str(tmp_path),
+                 "--strategy-options", '{"asap": {"temp": 1}}', *TINY])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown option(s) for strategy 'asap': temp" in err and "t0" in err
