@@ -202,3 +202,19 @@ def test_loss_does_not_advance_state_and_streams_advance_as_documented(tmp_path)
     assert torch.count_nonzero(first_of_next_epoch.hidden) == 0
     task.load_state_dict({"train_hidden": h_train, "valid_hidden": h_val})
     assert torch.equal(task.valid.hidden, h_val)
+
+
+def test_reset_parameters_reinitialises_the_whole_supernet():
+    """Random search re-initialises every module that has ``reset_parameters``."""
+    model = tiny_model(dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3.0)
+    for m in model.modules():
+        if m is not model and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    assert model.decoder.weight is model.encoder.weight
+    assert model.encoder.weight.abs().max() <= 0.1 and model.encoder.weight.std() > 0.01
+    assert torch.count_nonzero(model.decoder.bias) == 0
+    for w in [model.cell.w0, *model.cell.ws]:
+        assert w.abs().max() <= 0.04 and w.std() > 0.005

@@ -104,3 +104,10 @@ def test_packaged_ptb_matches_the_published_counts():
     assert (c.train.numel(), c.valid.numel(), c.test.numel()) == (929_589, 73_760, 82_430)
     assert c.ntokens == 10_000
     assert "<unk>" in c.word2idx and "<eos>" in c.word2idx
+
+
+def test_non_utf8_file_is_an_error(tmp_path):
+    root = write_corpus(tmp_path / "ptb")
+    (root / "ptb.valid.txt").write_bytes(b" w1 \xff\xfe w2 \n")
+    with pytest.raises(NaspError, match="not UTF-8"):
+        load_corpus("ptb", str(root))

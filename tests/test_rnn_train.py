@@ -37,8 +37,13 @@ def test_eval_model_shapes_and_genotype_checks():
     assert torch.equal(raw[-1], h)
     assert model.decoder.weight is model.encoder.weight
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
-    with pytest.raises(NaspError, match="none"):
-        RNNModel(rnn_genotype([("none", 0)] + list(V2.recurrent[1:])), 30, 8, 8)
+    # a "none" node is zero and has no matrix (rnn-darts searches that keep none can pick it)
+    with_none = rnn_genotype([("none", 0)] + list(V2.recurrent[1:]))
+    model = RNNModel(with_none, 30, 8, 8)
+    assert count_lm_params(with_none, 30, 8, 8) == count_lm_params(V2, 30, 8, 8) - 8 * 16
+    logits, _, _ = model(x, model.init_hidden(2))
+    logits.sum().backward()
+    assert torch.isfinite(logits).all()
     with pytest.raises(NaspError, match="CNN"):
         RNNModel(GENOTYPES["cnn"]["DARTS_V2"], 30, 8, 8)
     with pytest.raises(NaspError, match="emsize"):

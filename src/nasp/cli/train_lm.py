@@ -7,10 +7,12 @@ of the config file (``--config``), else of the preset, else the default shown in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import typing
 from pathlib import Path
+from typing import Any
 
-from nasp.cli.options import add_dataclass_options, given_options
 from nasp.errors import NaspError
 from nasp.loops.train_lm import LM_PRESETS, RESUME_OPTIONS, LMTrainConfig, field_names
 
@@ -22,12 +24,12 @@ HELP: dict[str, str] = {
     "preset": f"preset: {', '.join(LM_PRESETS)}",
     "seed": "random seed of initialisation, window lengths and dropout masks",
     "device": "auto, cpu, cuda or cuda:N",
-    "out": "run folder (default runs/train-lm-<genotype>-<data>-s<seed>)",
+    "out": "run folder (default: runs/train-lm-<genotype>-<data>-s<seed>)",
     "epochs": "training epochs",
     "batch_size": "parallel training streams",
     "eval_batch_size": "parallel streams of the validation pass",
     "test_batch_size": "parallel streams of the final test pass (1 in the paper)",
-    "max_steps_per_epoch": "cap steps per epoch (smoke tests)",
+    "max_steps_per_epoch": "cap steps per epoch (smoke tests; default: none)",
     "bptt": "mean window length in tokens",
     "vary_bptt": "random window lengths (N(bptt, 5), half length 5%% of the time)",
     "lr": "SGD/ASGD learning rate (scaled per step by window length / bptt)",
@@ -47,8 +49,32 @@ HELP: dict[str, str] = {
 }
 
 
+def _base_type(tp: Any) -> Any:
+    """``int | None`` -> int: the argparse type of a field's annotation."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_dataclass_options(parser, LMTrainConfig, HELP)
+    """One ``--kebab-case`` option per ``LMTrainConfig`` field; defaults stay ``None`` so only
+    typed options override the preset and the config file. Help shows both presets' values."""
+    hints = typing.get_type_hints(LMTrainConfig)
+    quick, paper = LM_PRESETS["quick"], LM_PRESETS["paper"]
+    for f in dataclasses.fields(LMTrainConfig):
+        if f.name in quick or f.name in paper:
+            shown = (f"quick preset: {quick.get(f.name, f.default)!r}; "
+                     f"paper: {paper.get(f.name, f.default)!r}")
+        else:
+            shown = f"default: {f.default!r}" if f.default is not None else ""
+        text = HELP.get(f.name, f.name.replace("_", " ")) + (f" ({shown})" if shown else "")
+        flag = "--" + f.name.replace("_", "-")
+        tp = _base_type(hints[f.name])
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=tp, default=None, help=text,
+                                metavar=f.name.upper())
     parser.add_argument("--config", metavar="JSON",
                         help="JSON file of options (a run's config.json works); command-line "
                         "options override it")
@@ -63,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
     from nasp.loops.train_lm import resolve_lm_config
 
-    given = given_options(args, LMTrainConfig)
+    given = {k: v for k in field_names() if (v := getattr(args, k, None)) is not None}
     if not args.resume:
         return resolve_lm_config(given, args.config)
     fixed = sorted(k for k in given if k not in RESUME_OPTIONS)

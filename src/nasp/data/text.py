@@ -68,8 +68,12 @@ def _read_lines(path: Path) -> list[str]:
         raise NaspError(f"corpus file {path} does not exist",
                         f"put the file in {path.parent} or pass --data-root with the folder "
                         "that holds it")
-    with path.open("r", encoding="utf-8", newline="\n") as f:
-        return list(f)
+    try:
+        with path.open("r", encoding="utf-8", newline="\n") as f:
+            return list(f)
+    except UnicodeDecodeError as e:
+        raise NaspError(f"corpus file {path} is not UTF-8 text ({e.reason} at byte {e.start})",
+                        "pass the original (UTF-8) corpus files") from None
 
 
 def _encode(

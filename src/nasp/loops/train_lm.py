@@ -45,6 +45,7 @@ from nasp.runs import (
     JsonlLog,
     load_checkpoint,
     prepare_run_dir,
+    read_json,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -320,7 +321,7 @@ def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
     cfg.out = cfg.out or default_run_name(cfg)
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
     if resume:
-        saved = json.loads((run_dir / "config.json").read_text())
+        saved = read_json(run_dir / "config.json")
         genotype = Genotype.from_dict(saved["genotype_resolved"], str(run_dir / "config.json"))
     else:
         genotype = get_genotype(cfg.genotype, task="lm")

@@ -109,19 +109,22 @@ class RecurrentCell(nn.Module):
                             "pass a genotype with a 'recurrent' cell (e.g. DARTS_V2)")
         pairs = list(genotype.cells["recurrent"])
         for op, _ in pairs:
-            if op not in ACTIVATIONS:
-                raise NaspError(f"recurrent op {op!r} cannot be trained",
-                                f"a trained cell uses one of: {', '.join(ACTIVATIONS)}")
+            if op != "none" and op not in ACTIVATIONS:
+                raise NaspError(f"unknown recurrent op {op!r}",
+                                f"use one of: none, {', '.join(ACTIVATIONS)}")
         self.nhid, self.ninp = nhid, ninp
         self.dropouth, self.dropoutx = dropouth, dropoutx
         self.acts = [op for op, _ in pairs]
         self.preds = [j for _, j in pairs]
         self.concat = list(genotype.concat["recurrent"])
         self.w0 = empty_matrix(ninp + nhid, 2 * nhid)
-        self.ws = nn.ParameterList(empty_matrix(nhid, 2 * nhid) for _ in pairs)
+        # a "none" node (possible in searches of the rnn-darts space that keep it, e.g. NASP,
+        # PA) is zero, as in the search cell: it has no matrix
+        self.ws = nn.ParameterList(empty_matrix(nhid, 2 * nhid) if op != "none"
+                                   else empty_matrix(nhid, 0) for op, _ in pairs)
         self.reset_parameters()
         # consumers[j]: the nodes reading state j; their matrices are applied in one product
-        self.consumers = [[i for i, p in enumerate(self.preds) if p == j]
+        self.consumers = [[i for i, p in enumerate(self.preds) if p == j and pairs[i][0] != "none"]
                           for j in range(len(pairs) + 1)]
 
     def reset_parameters(self) -> None:
@@ -147,7 +150,9 @@ class RecurrentCell(nn.Module):
             states = [highway(h, torch.tanh(h0), torch.sigmoid(c0))]
             pre: dict[int, torch.Tensor] = {}
             for j in range(len(self.acts) + 1):
-                if j > 0:  # node j from its predecessor's transform
+                if j > 0 and self.acts[j - 1] == "none":
+                    states.append(torch.zeros_like(states[0]))
+                elif j > 0:  # node j from its predecessor's transform
                     i = j - 1
                     c, ht = pre.pop(i).chunk(2, dim=-1)
                     prev = states[self.preds[i]]

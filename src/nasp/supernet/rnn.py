@@ -157,7 +157,10 @@ class SearchRNNCell(nn.Module):
         grad = torch.is_grad_enabled()
         for g in groups:
             with torch.set_grad_enabled(grad and g.graph):
-                hs = torch.stack([states[j] for j in g.preds])  # (P, B, H)
+                if len(g.preds) == 1:  # (P, B, H); a view when there is one predecessor
+                    hs = states[g.preds[0]].unsqueeze(0)
+                else:
+                    hs = torch.stack([states[j] for j in g.preds])
                 c, ht = ((hs if h_mask is None else hs * h_mask) @ self.ws[i]).chunk(2, dim=-1)
                 c = torch.sigmoid(c)
             for term in g.terms:

@@ -124,7 +124,7 @@ class LMSearchTask:
         n = batch.targets.numel()
         with torch.no_grad():
             sums = {"loss_sum": loss.detach() * n,
-                    "count": torch.tensor(n, device=self.device)}
+                    "count": torch.full((), n, device=self.device)}  # a fill, no copy
         return loss, sums
 
     @staticmethod
