@@ -37,6 +37,9 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     from nasp.loops.search import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from nasp.spaces import get_space
     from nasp.strategies import ArchContext, get_strategy
 
@@ -81,23 +84,29 @@ def worker(args: argparse.Namespace) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    # CPU time of the process is reported beside wall time: on a shared machine it measures the
+    # work done, unaffected by other processes (exact with --threads 1).
+    def now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
     def iteration(times: dict | None):
-        t0 = time.perf_counter()
+        t0 = now()
         strategy.arch_step(ctx, train_b, val_b)
         sync()
-        t1 = time.perf_counter()
+        t1 = now()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(train_b, strategy.weighting())
         sync()
-        t2 = time.perf_counter()
+        t2 = now()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         sync()
-        t3 = time.perf_counter()
+        t3 = now()
         if times is not None:
-            for k, v in (("arch", t1 - t0), ("forward", t2 - t1), ("backward", t3 - t2)):
-                times[k] = times.get(k, 0.0) + v
+            for k, a, b in (("arch", t0, t1), ("forward", t1, t2), ("backward", t2, t3)):
+                times[k] = times.get(k, 0.0) + b[0] - a[0]
+                times["cpu_" + k] = times.get("cpu_" + k, 0.0) + b[1] - a[1]
 
     base = rss_mb()
     if device.type == "cuda":
@@ -110,7 +119,8 @@ def worker(args: argparse.Namespace) -> dict:
         iteration(times)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb())
     out = {k: v / args.steps for k, v in times.items()}
-    out["total"] = sum(out.values())
+    out["total"] = out["arch"] + out["forward"] + out["backward"]
+    out["cpu_total"] = out["cpu_arch"] + out["cpu_forward"] + out["cpu_backward"]
     out["peak_mem_mb"] = peak - base
     out["device"] = str(device)
     return out
@@ -127,6 +137,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -145,18 +156,24 @@ def main() -> None:
             sys.exit(f"{name} failed:\n{proc.stderr}")
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     dev = next(iter(results.values()))["device"]
-    print(f"task={args.task} space={args.space} C={args.channels} layers={args.layers} "
-          f"batch={args.batch_size} device={dev} steps={args.steps} (seconds per iteration)")
-    print(f"{'strategy':<10}{'arch':>10}{'forward':>10}{'backward':>10}{'total':>10}"
-          f"{'peak MB':>10}")
-    for name, r in results.items():
-        print(f"{name:<10}{r['arch']:>10.3f}{r['forward']:>10.3f}{r['backward']:>10.3f}"
-              f"{r['total']:>10.3f}{r['peak_mem_mb']:>10.1f}")
+    size = (f"C={args.channels} layers={args.layers} {args.size}x{args.size}" if args.task == "cnn"
+            else "emsize=nhid=300 bptt=35 (PTB, paper preset)")
+    print(f"task={args.task} space={args.space} {size} batch={args.batch_size} device={dev} "
+          f"threads={args.threads or 'default'} steps={args.steps}")
+    for pre, what in (("", "wall"), ("cpu_", "process CPU")):
+        print(f"{what} seconds per iteration:")
+        print(f"{'strategy':<10}{'arch':>10}{'forward':>10}{'backward':>10}{'total':>10}"
+              f"{'peak MB':>10}")
+        for name, r in results.items():
+            print(f"{name:<10}{r[pre + 'arch']:>10.3f}{r[pre + 'forward']:>10.3f}"
+                  f"{r[pre + 'backward']:>10.3f}{r[pre + 'total']:>10.3f}"
+                  f"{r['peak_mem_mb']:>10.1f}")
     if "nasp" in results:
         n = results["nasp"]
         for other in [s for s in results if s != "nasp"]:
             o = results[other]
-            print(f"{other} / nasp: time x{o['total'] / n['total']:.2f}, "
+            print(f"{other} / nasp: wall time x{o['total'] / n['total']:.2f}, "
+                  f"CPU time x{o['cpu_total'] / n['cpu_total']:.2f}, "
                   f"memory x{o['peak_mem_mb'] / max(n['peak_mem_mb'], 1e-9):.2f} "
                   f"(nasp memory = {n['peak_mem_mb'] / max(o['peak_mem_mb'], 1e-9):.2f} of "
                   f"{other})")

@@ -4,8 +4,8 @@ import json
 
 from nasp.cli import main
 
-TINY = ["--max-train-samples", "256", "--epochs", "1", "--channels", "4", "--layers", "3",
-        "--batch-size", "32", "--score-epochs", "1", "--quiet", "--device", "cpu"]
+TINY = ["--max-train-samples", "128", "--epochs", "1", "--channels", "4", "--layers", "3",
+        "--batch-size", "16", "--score-epochs", "1", "--quiet", "--device", "cpu"]
 
 
 def test_compare_cli_end_to_end_on_bundled_data(tmp_path, capsys):
@@ -30,3 +30,11 @@ def test_compare_cli_reports_bad_options(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "unknown option(s) for strategy 'asap': temp" in err and "t0" in err
+
+
+def test_compare_cli_reports_an_error_raised_in_the_run_process(tmp_path, capsys):
+    """Each run has its own process; a user error there still reads as one here."""
+    code = main(["compare", "--strategies", "random", "--seeds", "0", "--out", str(tmp_path),
+                 "--data", "folder", "--data-root", str(tmp_path / "missing"), *TINY])
+    assert code == 2
+    assert "error:" in capsys.readouterr().err

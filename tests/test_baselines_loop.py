@@ -159,7 +159,8 @@ def test_fixed_search_returns_its_genotype(tmp_path):
 
 def test_compare_writes_the_table_and_continues(tmp_path, capsys):
     options = dict(TINY, epochs=2)
-    rows = compare("pa,random", "0,1", tmp_path, score_epochs=1, progress=False, **options)
+    rows = compare("pa,random", "0,1", tmp_path, score_epochs=1, progress=False, isolate=False,
+                   **options)
     assert [r["strategy"] for r in rows] == ["pa", "random"]
     assert all(r["runs"] == 2 and r["valid_acc_std"] is not None for r in rows)
     for name in ("pa-s0", "pa-s1", "random-s0", "random-s1"):
@@ -175,13 +176,20 @@ def test_compare_writes_the_table_and_continues(tmp_path, capsys):
     assert (tmp_path / "comparison.csv").read_text().startswith("strategy,runs,valid_acc_mean")
     # a second call reuses every run: nothing is searched again
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("checkpoint.pt")}
-    again = compare("pa,random", "0,1", tmp_path, score_epochs=1, progress=False, **options)
+    again = compare("pa,random", "0,1", tmp_path, score_epochs=1, progress=False, isolate=False,
+                    **options)
     assert again == rows
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("checkpoint.pt")} == before
     assert "reused" in capsys.readouterr().out
+    # another scoring budget rescores the same searches
+    compare("pa", "0", tmp_path, score_epochs=2, progress=False, isolate=False, **options)
+    assert json.loads((tmp_path / "pa-s0" / "result.json").read_text())["score_epochs"] == 2
+    assert (tmp_path / "pa-s0" / "checkpoint.pt").stat().st_mtime_ns == \
+        before[tmp_path / "pa-s0" / "checkpoint.pt"]
     # other options into the same folder are an error, not a silent mix
     with pytest.raises(NaspError, match="other options.*epochs"):
-        compare("pa", "0", tmp_path, score_epochs=1, progress=False, **dict(options, epochs=3))
+        compare("pa", "0", tmp_path, score_epochs=1, progress=False, isolate=False,
+                **dict(options, epochs=3))
 
 
 def test_compare_resumes_an_interrupted_search(tmp_path):
@@ -202,8 +210,8 @@ def test_compare_resumes_an_interrupted_search(tmp_path):
     with pytest.raises(Stop):
         run_search(c, tmp_path / "random-s0", progress=False, on_epoch_end=stop)
     lines = []
-    compare("random", "0", tmp_path, score_epochs=1, progress=False, log=lines.append,
-            **options)
+    compare("random", "0", tmp_path, score_epochs=1, progress=False, isolate=False,
+            log=lines.append, **options)
     assert "search resumed" in lines[0]
     metrics = (tmp_path / "random-s0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(m)["epoch"] for m in metrics] == [0, 1]
@@ -220,7 +228,7 @@ def test_compare_resumes_an_interrupted_search(tmp_path):
     (dict(score_epochs=0), "score epochs"),
 ])
 def test_compare_rejects_bad_input(tmp_path, kw, match):
-    args = dict(strategies="pa", seeds="0", progress=False, **TINY)
+    args = dict(strategies="pa", seeds="0", progress=False, isolate=False, **TINY)
     args.update(kw)
     with pytest.raises(NaspError, match=match):
         compare(args.pop("strategies"), args.pop("seeds"), tmp_path, **args)

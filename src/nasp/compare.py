@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -115,7 +118,13 @@ def score_run(run_dir: Path, options: dict[str, Any], config: str | os.PathLike 
         raise NaspError(f"{run_dir / 'result.json'} has no genotype", "redo the search")
     fixed = {**options, "strategy": "fixed", "epochs": score_epochs,
              "strategy_options": {"genotype": result["genotype"]}}
-    score, _ = _run(fixed, config, run_dir / "score", overwrite, progress)
+    score_dir = run_dir / "score"
+    if not overwrite and (score_dir / "config.json").exists():
+        try:  # a score folder is derived data: one of another genotype or budget is redone
+            _check_same(score_dir, resolve(fixed, config))
+        except NaspError:
+            overwrite = True
+    score, _ = _run(fixed, config, score_dir, overwrite, progress)
     for key in _FINAL_KEYS:
         if key in score:
             result[f"final_{key}"] = score[key]
@@ -125,6 +134,49 @@ def score_run(run_dir: Path, options: dict[str, Any], config: str | os.PathLike 
         result["eval_params_m"] = score.get("eval_params_m")
     write_json(run_dir / "result.json", result)
     return result
+
+
+def search_and_score(options: dict[str, Any], config: str | None, run_dir: str,
+                     score_epochs: int, overwrite: bool, progress: bool) -> str:
+    """One (strategy, seed): search (or reuse/resume), then score; returns what the search did."""
+    path = Path(run_dir)
+    _, how = _run(options, config, path, overwrite, progress)
+    # a fresh search invalidates an old score of that folder
+    score_run(path, options, config, score_epochs, overwrite or how == "ran", progress)
+    return how
+
+
+def _in_child(job: dict[str, Any]) -> str:
+    """``search_and_score`` in a fresh interpreter; a ``NaspError`` there is raised here."""
+    import nasp
+
+    with tempfile.TemporaryDirectory(prefix="nasp-compare-") as tmp:
+        job_file, answer = Path(tmp) / "job.json", Path(tmp) / "answer.json"
+        job_file.write_text(json.dumps(job, default=str))
+        env = dict(os.environ)
+        src = str(Path(nasp.__file__).resolve().parents[1])  # this very nasp, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        code = subprocess.call([sys.executable, "-c", "import sys; from nasp.compare import "
+                                "_child_main; _child_main(sys.argv[1], sys.argv[2])",
+                                str(job_file), str(answer)], env=env)
+        reply = json.loads(answer.read_text()) if answer.exists() else None
+    if reply is None or code != 0:
+        if code < 0 or code == 130:
+            raise KeyboardInterrupt
+        raise RuntimeError(f"the run in {job['run_dir']} failed (exit status {code}); its "
+                           "traceback is above")
+    if "error" in reply:
+        raise NaspError(reply["error"], reply.get("hint"))
+    return str(reply["how"])
+
+
+def _child_main(job_file: str, answer_file: str) -> None:
+    job = json.loads(Path(job_file).read_text())
+    try:
+        reply: dict[str, Any] = {"how": search_and_score(**job)}
+    except NaspError as e:
+        reply = {"error": e.message, "hint": e.hint}
+    Path(answer_file).write_text(json.dumps(reply))
 
 
 def write_table(out: Path, run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
@@ -162,14 +214,17 @@ def compare(
     config: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    isolate: bool = True,
     log: Callable[[str], None] | None = print,
     **search_options: Any,
 ) -> list[dict[str, Any]]:
     """Run every (strategy, seed) search into ``out``, score each result, write the table.
 
     ``search_options`` are ``nasp search`` options (preset, space, data, epochs, ...) shared by
-    all runs; ``strategy_options`` among them is keyed by strategy. Returns the table's rows
-    (``nasp.viz.tables.comparison_rows``)."""
+    all runs; ``strategy_options`` among them is keyed by strategy. With ``isolate`` each
+    (strategy, seed) runs in a fresh Python process, so its peak memory (the process's peak
+    resident set on the CPU) and threads are its own, not left over from earlier runs. Returns
+    the table's rows (``nasp.viz.tables.comparison_rows``)."""
     from nasp.strategies import get_strategy
 
     names = parse_list(strategies, str, "strategies")
@@ -202,10 +257,11 @@ def compare(
         options = {**search_options, "strategy": name, "seed": seed,
                    "strategy_options": dict(per_strategy.get(name, {}))}
         t0 = time.perf_counter()
-        _, how = _run(options, config, run_dir, overwrite, progress)
-        # a fresh search invalidates an old score of that folder
-        result = score_run(run_dir, options, config, epochs, overwrite or how == "ran",
-                           progress)
+        job = dict(options=options, config=str(config) if config else None,
+                   run_dir=str(run_dir), score_epochs=epochs, overwrite=overwrite,
+                   progress=progress)
+        how = _in_child(job) if isolate else search_and_score(**job)
+        result = read_json(run_dir / "result.json")
         metric = "acc" if "final_valid_acc" in result else "ppl"
         final = result.get(f"final_valid_{metric}")
         say(f"[{i}/{total}] {run_dir.name}: search {how} "

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="redo runs already in DIR instead of reusing them")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every search in this process instead of a fresh one per "
+                             "(strategy, seed); CPU peak memory then accumulates over runs")
     add_dataclass_options(parser, SearchConfig, _HELP,
                           skip=("strategy", "seed", "out", "checkpoint_every"))
 
@@ -42,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
                if k not in ("strategy", "seed", "out")}  # --out is the compare's folder
     rows = compare(args.strategies, args.seeds, args.out, score_epochs=args.score_epochs,
                    config=args.config, overwrite=args.overwrite, progress=not args.quiet,
-                   **options)
+                   isolate=not args.in_process, **options)
     print(to_markdown(rows), end="")
     return 0

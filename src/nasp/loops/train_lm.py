@@ -20,10 +20,12 @@ the device inside an epoch except at progress updates every ``log_every`` steps.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,6 +190,23 @@ def default_run_name(cfg: LMTrainConfig) -> str:
     return f"runs/train-lm-{name}-{cfg.data}-s{cfg.seed}"
 
 
+def tune_cpu_allocator() -> None:
+    """Keep large freed blocks in the heap (glibc only; a no-op elsewhere).
+
+    glibc hands every freed block above 32 MiB back to the OS, so the (tokens x vocabulary)
+    tensors of every LM step are mapped and page-faulted afresh: measured 0.14 s of system time
+    per step on a 0.34 s step (PTB, nhid 128, batch 64). With the mmap and trim thresholds at
+    1 GiB they are reused: 0.016 s. Process-wide, so only done for CPU runs."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 # --- evaluation --------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -318,6 +337,8 @@ def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
           progress: bool = True, corpus: Corpus | None = None) -> dict[str, Any]:
     """Train (or resume) a language model in ``cfg.out``; returns result.json's content."""
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     cfg.out = cfg.out or default_run_name(cfg)
     run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
     if resume:

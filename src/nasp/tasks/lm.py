@@ -17,8 +17,13 @@ does) and every call sees the same start. What advances a stream:
   batch (DARTS 2nd order) leave it alone.
 
 The new state is committed when the next batch of that stream is made (or by ``state_dict``),
-never during a step. Windows are a function of the global step ``epoch * steps + s`` only, so a
-run resumed at an epoch boundary reads exactly what an uninterrupted one reads.
+never during a step.
+
+Windows. Step s of epoch e reads training window ``(e * steps + s) mod n_train`` and validation
+window ``(e * steps + s) mod n_valid``: without ``max_steps_per_epoch`` an epoch is one pass over
+the training text; with it, consecutive epochs continue through the text instead of re-reading
+its beginning. Windows depend on (epoch, step) only, so a run resumed at an epoch boundary reads
+exactly what an uninterrupted one reads.
 """
 
 from __future__ import annotations
@@ -173,4 +178,8 @@ def perplexity(loss: float) -> float:
 
 
 def build_lm_task(cfg: SearchConfig, device: torch.device) -> LMSearchTask:
+    if device.type == "cpu":  # vocabulary-sized tensors every step: see tune_cpu_allocator
+        from nasp.loops.train_lm import tune_cpu_allocator
+
+        tune_cpu_allocator()
     return LMSearchTask(cfg, load_corpus(cfg.data, cfg.data_root), device)
