@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nasp.config import SearchConfig
+from nasp.device import resolve_device
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
 from nasp.loops.timing import PhaseTimer, peak_memory_mb
@@ -48,17 +49,6 @@ class SearchResult:
     result: dict[str, Any]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise NaspError(f"unknown device {name!r}", "use --device auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NaspError("--device cuda was asked for but no CUDA GPU is available",
-                        "use --device cpu (or auto)")
-    return dev
 
 
 def build_strategy(cfg: SearchConfig, device: torch.device) -> Strategy:

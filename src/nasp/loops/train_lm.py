@@ -39,6 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nasp.data.text import Corpus, batchify, get_batch, load_corpus
+from nasp.device import resolve_device
 from nasp.errors import NaspError
 from nasp.genotype import Genotype, get_genotype
 from nasp.loops.timing import peak_memory_mb
@@ -172,17 +173,6 @@ def validate(cfg: LMTrainConfig) -> None:
             raise NaspError(f"invalid {name}: {getattr(cfg, name)!r}", hint)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise NaspError(f"unknown device {name!r}", "use --device auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NaspError("--device cuda was asked for but no CUDA GPU is available",
-                        "use --device cpu (or auto)")
-    return dev
 
 
 def default_run_name(cfg: LMTrainConfig) -> str:
