@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nasp.data import DeviceLoader, ImageDataset, load_image_dataset, split_indices
+from nasp.device import resolve_device
 from nasp.errors import NaspError
 from nasp.genotype import Genotype, get_genotype
 from nasp.loops.timing import peak_memory_mb
@@ -44,17 +45,6 @@ from nasp.train_config import TrainConfig
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise NaspError(f"unknown device {name!r}", "use --device auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NaspError("--device cuda was asked for but no CUDA GPU is available",
-                        "use --device cpu (or auto)")
-    return dev
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
