@@ -56,9 +56,11 @@ RESUME_OPTIONS = {"device", "log_every", "data_root"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    quick, paper = PRESETS["quick"], PRESETS["paper"]
-    helps = {name: (f"{text} (quick preset: {quick[name]!r}, paper: {paper[name]!r})"
-                    if name in quick else text) for name, text in HELP.items()}
+    # the dataclass defaults are the paper recipe; say where the default preset differs
+    quick = PRESETS["quick"]
+    helps = {name: (f"{text} (quick preset: {quick[name]})"
+                    if name in quick and quick[name] != getattr(TrainConfig, name) else text)
+             for name, text in HELP.items()}
     add_dataclass_options(parser, TrainConfig, helps)
     parser.add_argument("--config", metavar="JSON",
                         help="JSON file of options (a run's config.json works); command-line "
