@@ -10,16 +10,6 @@ from nasp.genotype import GENOTYPES, Genotype, get_genotype
 from nasp.models import build_eval_model, count_flops, count_params
 from nasp.models.cnn import AuxiliaryHead, EvalCell, drop_path
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread, and on a busy CPU two threads can stall each
-    other many times over; restore the setting for other test modules."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 DARTS_V2 = GENOTYPES["cnn"]["DARTS_V2"]
 
 

@@ -14,16 +14,6 @@ from nasp.loops.train_cnn import evaluate, load_model, train
 from nasp.runs import load_checkpoint
 from nasp.train_config import PRESETS, TrainConfig, resolve
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread, and on a busy CPU two threads can stall each
-    other many times over; restore the setting for other test modules."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TINY = dict(channels=4, layers=3, batch_size=16, eval_batch_size=64, max_steps_per_epoch=3,
             drop_path_prob=0.3, cutout=4, log_every=2, device="cpu")
 
