@@ -126,6 +126,19 @@ def worker(args: argparse.Namespace) -> dict:
     return out
 
 
+def _without_option(argv: list[str], option: str) -> list[str]:
+    """argv minus ``option`` in both its ``--opt value`` and ``--opt=value`` spellings."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--task", default="cnn", choices=["cnn", "lm"])
@@ -148,9 +161,9 @@ def main() -> None:
         print(json.dumps(worker(args)))
         return
     results = {}
+    passed = _without_option(sys.argv[1:], "--strategies")
     for name in args.strategies.split(","):
-        cmd = [sys.executable, __file__, "--worker", name] + [
-            a for a in sys.argv[1:] if not a.startswith("--strategies")]
+        cmd = [sys.executable, __file__, "--worker", name] + passed
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             sys.exit(f"{name} failed:\n{proc.stderr}")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from helpers import context, tiny_batch, tiny_net
+from nasp.errors import NaspError
 from nasp.spaces import get_space
 from nasp.strategies import get_strategy
 from nasp.strategies.discretize import (
@@ -142,3 +143,13 @@ def test_regularizer_pushes_nasp_towards_smaller_ops():
         a = s.A["normal"]
         sizes.append(float((a * op_costs(space.cells["normal"])).sum()))
     assert sizes[1] < sizes[0]
+
+
+@pytest.mark.parametrize("name, known", [("nasp", "init, init_noise"),
+                                         ("darts", "takes no --strategy-options"),
+                                         ("darts2", "takes no --strategy-options")])
+def test_strategy_options_typo_is_an_error(name, known):
+    """A typo in --strategy-options must not silently run with the default."""
+    with pytest.raises(NaspError, match="unknown option.*init_nosie") as info:
+        get_strategy(name)(get_space("nasp-7"), "cpu", init_nosie=0.1)
+    assert known in info.value.hint

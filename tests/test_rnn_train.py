@@ -90,7 +90,8 @@ def test_train_lm_end_to_end_and_bit_identical_resume(tmp_path):
     assert result["params_m"] == pytest.approx(count_lm_params(V2, 33, 8, 8) / 1e6)
 
     assert _train(tmp_path, root, tmp_path / "half", "--epochs", "1") == 0
-    assert main(["train", "--task", "lm", "--resume", str(tmp_path / "half"), "--epochs", "2",
+    # the folder's config.json says task lm: --task need not be repeated
+    assert main(["train", "--resume", str(tmp_path / "half"), "--epochs", "2",
                  "--no-progress"]) == 0
     half = [json.loads(line) for line in (tmp_path / "half/metrics.jsonl").read_text().splitlines()]
     strip = ("epoch_time", "wall_time", "peak_mem_mb")

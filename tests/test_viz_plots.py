@@ -77,6 +77,18 @@ def test_plot_arch_writes_every_matrix_and_cell(nasp_run, tmp_path):
     assert set(OPS) <= set(texts)
 
 
+@pytest.mark.parametrize("strategy, names", [("pa-lazy", ["A", "A_bar"]),
+                                             ("darts2", ["alpha", "softmax"]),
+                                             ("random", ["A_bar"]), ("fixed", ["A_bar"])])
+def test_every_strategy_records_what_its_snapshot_holds(tmp_path, strategy, names):
+    """Random search and fixed runs keep one matrix per cell; the plots must not expect two."""
+    run = load_run(write_search_run(tmp_path / strategy, strategy=strategy, epochs=1, ops=OPS))
+    assert plots.arch_matrices(run) == [(c, n) for c in ("normal", "reduce") for n in names]
+    if "A_bar" in names:  # the discrete architecture: one-hot rows and pruned (zero) rows
+        rows = run.arch[-1]["cells"]["normal"]["weights"]["A_bar"]
+        assert all(sorted(set(r)) in ([0.0], [0.0, 1.0]) and sum(r) <= 1 for r in rows)
+
+
 def test_recurrent_arch_figure_has_36_panels(tmp_path):
     run = load_run(write_search_run(tmp_path / "lm", task="lm", strategy="darts", epochs=2))
     assert plots.arch_matrices(run) == [("recurrent", "alpha"), ("recurrent", "softmax")]

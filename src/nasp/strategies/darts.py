@@ -17,7 +17,7 @@ import torch
 
 from nasp.genotype import Genotype
 from nasp.spaces.base import SearchSpace
-from nasp.strategies.base import STRATEGIES, ArchContext, Strategy
+from nasp.strategies.base import STRATEGIES, ArchContext, Strategy, check_options
 from nasp.strategies.discretize import select, selection_to_genotype
 from nasp.strategies.regularizer import op_costs, size_penalty
 from nasp.supernet.weighting import CellWeighting, Weighting, dense_plan
@@ -39,9 +39,10 @@ class DARTS(Strategy):
         arch_weight_decay: float = 1e-3,
         lambda_params: float = 0.0,
         darts_order: int | None = None,
-        **_: Any,
+        **options: Any,
     ) -> None:
         super().__init__(space, device)
+        check_options(self.name, options, ())
         g = torch.Generator().manual_seed(seed + 7919)
         self.alpha = {
             name: (1e-3 * torch.randn(cell.num_edges, cell.num_ops, generator=g)).to(self.device)

@@ -20,7 +20,7 @@ import torch
 
 from nasp.genotype import Genotype
 from nasp.spaces.base import SearchSpace
-from nasp.strategies.base import STRATEGIES, ArchContext, Strategy
+from nasp.strategies.base import STRATEGIES, ArchContext, Strategy, check_options
 from nasp.strategies.discretize import Selection, discretize, selection_to_genotype
 from nasp.strategies.regularizer import op_costs, size_penalty
 from nasp.supernet.weighting import CellWeighting, Weighting, selection_plan
@@ -58,9 +58,10 @@ class NASP(Strategy):
         lambda_params: float = 0.0,
         init: float = 0.5,
         init_noise: float = 1e-3,
-        **_: Any,
+        **options: Any,
     ) -> None:
         super().__init__(space, device)
+        check_options(self.name, options, ("init", "init_noise"))
         self.A = init_continuous(space, self.device, seed, init, init_noise)
         self.optimizer = torch.optim.Adam(
             list(self.A.values()), lr=arch_lr, betas=tuple(arch_betas),

@@ -16,11 +16,17 @@ from typing import Any
 
 CNN_OPS = ("max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
 RNN_OPS = ("tanh", "relu", "sigmoid", "identity")
+# the matrices each strategy's ``snapshot`` records in arch.jsonl (random and fixed keep only the
+# architecture they run)
 WEIGHT_NAMES = {
     "nasp": ("A", "A_bar"),
     "pa": ("A", "A_bar"),
+    "pa-lazy": ("A", "A_bar"),
     "darts": ("alpha", "softmax"),
+    "darts2": ("alpha", "softmax"),
     "asap": ("alpha", "weights"),
+    "random": ("A_bar",),
+    "fixed": ("A_bar",),
 }
 
 
@@ -103,10 +109,11 @@ def write_search_run(
         for cell, (inputs, nodes) in shapes.items():
             edges = cell_edges(inputs, nodes)
             first = _weights(rng, len(edges), len(ops), progress, targets[cell])
-            second = (_one_hot(first, edges, 1 if task == "lm" else 2)
-                      if names[1] in ("A_bar", "weights") else first)
-            cells[cell] = {"ops": list(ops), "edges": edges,
-                           "weights": {names[0]: first, names[1]: second}}
+            discrete = _one_hot(first, edges, 1 if task == "lm" else 2)
+            second = discrete if names[-1] in ("A_bar", "weights") else first
+            weights = ({names[0]: first, names[1]: second} if len(names) == 2
+                       else {names[0]: discrete})
+            cells[cell] = {"ops": list(ops), "edges": edges, "weights": weights}
         arch_lines.append({"epoch": epoch, "strategy": strategy, "cells": cells})
         if epoch < 0:
             continue
