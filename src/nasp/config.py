@@ -7,12 +7,12 @@ The resolved config is written to the run folder, so ``--resume`` needs nothing 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from nasp import config_layers
+from nasp.config_layers import build, check_values, option_layers
 from nasp.errors import NaspError
 
 
@@ -99,7 +99,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def field_names() -> set[str]:
-    return {f.name for f in dataclasses.fields(SearchConfig)}
+    return config_layers.field_names(SearchConfig)
 
 
 def preset_values(task: str, preset: str) -> dict[str, Any]:
@@ -111,29 +111,11 @@ def preset_values(task: str, preset: str) -> dict[str, Any]:
                         f"use --preset with one of: {', '.join(names)}") from None
 
 
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
-    if not p.exists():
-        raise NaspError(f"config file {p} does not exist", "check the --config path")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise NaspError(f"config file {p} is not valid JSON ({e})", "fix the file") from None
-    if not isinstance(data, dict):
-        raise NaspError(f"config file {p} must hold a JSON object", "fix the file")
-    return data
-
-
 def resolve(
     overrides: dict[str, Any], config_file: str | os.PathLike | None = None
 ) -> SearchConfig:
     """Defaults < preset < config file < explicit overrides (``None`` values are 'not given')."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    from_file = load_config_file(config_file) if config_file else {}
-    unknown = (set(given) | set(from_file)) - field_names()
-    if unknown:
-        raise NaspError(f"unknown option(s): {', '.join(sorted(unknown))}",
-                        f"valid options: {', '.join(sorted(field_names()))}")
+    given, from_file = option_layers(SearchConfig, overrides, config_file)
     task = given.get("task", from_file.get("task", SearchConfig.task))
     preset = given.get("preset", from_file.get("preset", SearchConfig.preset))
     values = preset_values(task, preset)
@@ -145,7 +127,7 @@ def resolve(
     values["task"], values["preset"] = task, preset
     if "arch_betas" in values:
         values["arch_betas"] = tuple(values["arch_betas"])
-    cfg = SearchConfig(**values)
+    cfg = build(SearchConfig, values)
     validate(cfg)
     return cfg
 
@@ -162,9 +144,7 @@ def validate(cfg: SearchConfig) -> None:
         (cfg.layers >= 3, "layers", "use --layers 3 or more (two are reduction cells)"),
         (cfg.lambda_params >= 0, "lambda_params", "use --lambda-params 0 or more"),
     ]
-    for ok, name, hint in checks:
-        if not ok:
-            raise NaspError(f"invalid {name}: {getattr(cfg, name)!r}", hint)
+    check_values(cfg, checks)
     from nasp.spaces import get_space
     from nasp.strategies import get_strategy
 

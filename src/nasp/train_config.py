@@ -17,12 +17,12 @@ The resolved config is written to the run folder, so ``--resume`` needs nothing 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from nasp import config_layers
+from nasp.config_layers import build, check_values, option_layers
 from nasp.errors import NaspError
 
 
@@ -104,7 +104,7 @@ KNOWN_SHAPES: dict[str, tuple[int, int, int, int]] = {
 
 
 def field_names() -> set[str]:
-    return {f.name for f in dataclasses.fields(TrainConfig)}
+    return config_layers.field_names(TrainConfig)
 
 
 def effective_preset(preset: str, image_side: int | None) -> str:
@@ -123,19 +123,9 @@ def preset_values(preset: str) -> dict[str, Any]:
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
-    if not p.exists():
-        raise NaspError(f"config file {p} does not exist", "check the --config path")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise NaspError(f"config file {p} is not valid JSON ({e})", "fix the file") from None
-    if not isinstance(data, dict):
-        raise NaspError(f"config file {p} must hold a JSON object", "fix the file")
-    # a train run's config.json can be reused as a config file: drop its bookkeeping keys
-    if data.get("command") == "train":
-        data = {k: v for k, v in data.items() if k not in ("command", "task")}
-    return data
+    """A JSON object of options; a train run's config.json can be reused as one (its
+    bookkeeping keys are dropped)."""
+    return config_layers.load_config_file(path, drop=("command", "task"))
 
 
 def resolve(
@@ -147,12 +137,8 @@ def resolve(
 
     ``image_side`` (the data's image height) lets ``paper`` switch to the Tiny ImageNet recipe
     for 64x64 data; for datasets of known shape it is looked up from the name."""
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    from_file = load_config_file(config_file) if config_file else {}
-    unknown = (set(given) | set(from_file)) - field_names()
-    if unknown:
-        raise NaspError(f"unknown option(s): {', '.join(sorted(unknown))}",
-                        f"valid options: {', '.join(sorted(field_names()))}")
+    given, from_file = option_layers(TrainConfig, overrides, config_file,
+                                     drop=("command", "task"))
     data = given.get("data", from_file.get("data", TrainConfig.data))
     if image_side is None and data in KNOWN_SHAPES:
         image_side = KNOWN_SHAPES[data][1]
@@ -162,10 +148,7 @@ def resolve(
     values.update(from_file)
     values.update(given)
     values["preset"] = preset
-    try:
-        cfg = TrainConfig(**values)
-    except TypeError as e:  # only reachable from a malformed config file
-        raise NaspError(f"bad configuration: {e}", "fix the config file") from None
+    cfg = build(TrainConfig, values)
     validate(cfg)
     return cfg
 
@@ -198,9 +181,7 @@ def validate(cfg: TrainConfig) -> None:
          "use --crop-padding 0 (off) or more"),
         (cfg.log_every >= 1, "log_every", "use --log-every 1 or more"),
     ]
-    for ok, name, hint in checks:
-        if not ok:
-            raise NaspError(f"invalid {name}: {getattr(cfg, name)!r}", hint)
+    check_values(cfg, checks)
 
 
 def dataset_shape(data: str, root: str | None = None) -> tuple[int, int, int, int]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -38,6 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from nasp import config_layers
+from nasp.config_layers import build, check_values, option_layers
 from nasp.data.text import Corpus, batchify, get_batch, load_corpus
 from nasp.device import resolve_device
 from nasp.errors import NaspError
@@ -114,34 +115,20 @@ RESUME_OPTIONS = ("device", "log_every", "data_root", "epochs")
 
 
 def field_names() -> set[str]:
-    return {f.name for f in dataclasses.fields(LMTrainConfig)}
+    return config_layers.field_names(LMTrainConfig)
 
 
 def resolve_lm_config(overrides: dict[str, Any] | None = None,
                       config_file: str | os.PathLike | None = None) -> LMTrainConfig:
     """Defaults < preset < config file (JSON) < explicit overrides (``None`` = not given)."""
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    from_file: dict[str, Any] = {}
-    if config_file:
-        p = Path(config_file)
-        if not p.exists():
-            raise NaspError(f"config file {p} does not exist", "check the --config path")
-        try:
-            from_file = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise NaspError(f"config file {p} is not valid JSON ({e})", "fix the file") from None
-        from_file = {k: v for k, v in from_file.items() if k not in ("command", "task",
-                                                                      "genotype_resolved")}
-    unknown = (set(given) | set(from_file)) - field_names()
-    if unknown:
-        raise NaspError(f"unknown option(s): {', '.join(sorted(unknown))}",
-                        f"valid options: {', '.join(sorted(field_names()))}")
+    given, from_file = option_layers(LMTrainConfig, overrides, config_file,
+                                     drop=("command", "task", "genotype_resolved"))
     preset = given.get("preset", from_file.get("preset", LMTrainConfig.preset))
     if preset not in LM_PRESETS:
         raise NaspError(f"unknown preset {preset!r} for task 'lm'",
                         f"use --preset with one of: {', '.join(LM_PRESETS)}")
     values = {**LM_PRESETS[preset], **from_file, **given, "preset": preset}
-    cfg = LMTrainConfig(**values)
+    cfg = build(LMTrainConfig, values)
     validate(cfg)
     return cfg
 
@@ -168,9 +155,7 @@ def validate(cfg: LMTrainConfig) -> None:
     ]
     for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
         checks.append((0 <= getattr(cfg, name) < 1, name, f"use --{name} in [0, 1)"))
-    for ok, name, hint in checks:
-        if not ok:
-            raise NaspError(f"invalid {name}: {getattr(cfg, name)!r}", hint)
+    check_values(cfg, checks)
 
 
 
