@@ -129,3 +129,14 @@ def test_wrong_image_shape_is_reported():
                         dtype=torch.uint8), torch.zeros(8, dtype=torch.long), ["a"], hflip=False)
     with pytest.raises(NaspError, match="too small"):
         ImageSearchTask(cfg, tiny, torch.device("cpu"))
+
+
+def test_a_run_config_json_can_be_passed_back_as_config(tmp_path):
+    """Re-running a search from its recorded options is the natural way to repeat it."""
+    from nasp.config import resolve
+
+    cfg = resolve({**TINY, "seed": 5, "lambda_params": 0.25})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"command": "search", **cfg.to_dict()}))
+    again = resolve({}, path)
+    assert again.to_dict() == cfg.to_dict()

@@ -115,7 +115,8 @@ def resolve(
     overrides: dict[str, Any], config_file: str | os.PathLike | None = None
 ) -> SearchConfig:
     """Defaults < preset < config file < explicit overrides (``None`` values are 'not given')."""
-    given, from_file = option_layers(SearchConfig, overrides, config_file)
+    # a search run's config.json can be passed back as --config
+    given, from_file = option_layers(SearchConfig, overrides, config_file, drop=("command",))
     task = given.get("task", from_file.get("task", SearchConfig.task))
     preset = given.get("preset", from_file.get("preset", SearchConfig.preset))
     values = preset_values(task, preset)
