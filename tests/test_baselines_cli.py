@@ -9,9 +9,11 @@ TINY = ["--max-train-samples", "128", "--epochs", "1", "--channels", "4", "--lay
 
 
 def test_compare_cli_end_to_end_on_bundled_data(tmp_path, capsys):
+    """Two runs at once (--jobs 2), each in its own process; the table lists them in the
+    order asked for, whichever finished first."""
     out = tmp_path / "cmp"
     code = main(["compare", "--strategies", "pa,random", "--seeds", "0", "--out", str(out),
-                 "--data", "fashion-mnist-sample", *TINY])
+                 "--data", "fashion-mnist-sample", "--jobs", "2", *TINY])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| pa | 1 |" in printed and "| random | 1 |" in printed
@@ -22,6 +24,15 @@ def test_compare_cli_end_to_end_on_bundled_data(tmp_path, capsys):
         assert json.loads((out / name / "config.json").read_text())["data"] == \
             "fashion-mnist-sample"
     assert json.loads((out / "compare.json").read_text())["strategies"] == ["pa", "random"]
+
+
+def test_compare_jobs_are_checked(tmp_path, capsys):
+    assert main(["compare", "--strategies", "pa", "--out", str(tmp_path), "--jobs", "0",
+                 *TINY]) == 2
+    assert "invalid jobs 0 (use --jobs 1 or more)" in capsys.readouterr().err
+    assert main(["compare", "--strategies", "pa", "--out", str(tmp_path), "--jobs", "2",
+                 "--in-process", *TINY]) == 2
+    assert "parallel runs need a process each" in capsys.readouterr().err
 
 
 def test_compare_cli_reports_bad_options(tmp_path, capsys):

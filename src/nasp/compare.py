@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -146,14 +147,17 @@ def search_and_score(options: dict[str, Any], config: str | None, run_dir: str,
     return how
 
 
-def _in_child(job: dict[str, Any]) -> str:
-    """``search_and_score`` in a fresh interpreter; a ``NaspError`` there is raised here."""
+def _in_child(job: dict[str, Any], threads: int | None = None) -> str:
+    """``search_and_score`` in a fresh interpreter; a ``NaspError`` there is raised here.
+    ``threads`` caps the child's CPU threads unless the user already set OMP_NUM_THREADS."""
     import nasp
 
     with tempfile.TemporaryDirectory(prefix="nasp-compare-") as tmp:
         job_file, answer = Path(tmp) / "job.json", Path(tmp) / "answer.json"
         job_file.write_text(json.dumps(job, default=str))
         env = dict(os.environ)
+        if threads is not None and "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(threads)
         src = str(Path(nasp.__file__).resolve().parents[1])  # this very nasp, installed or not
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         code = subprocess.call([sys.executable, "-c", "import sys; from nasp.compare import "
@@ -215,6 +219,7 @@ def compare(
     overwrite: bool = False,
     progress: bool = True,
     isolate: bool = True,
+    jobs: int = 1,
     log: Callable[[str], None] | None = print,
     **search_options: Any,
 ) -> list[dict[str, Any]]:
@@ -223,8 +228,13 @@ def compare(
     ``search_options`` are ``nasp search`` options (preset, space, data, epochs, ...) shared by
     all runs; ``strategy_options`` among them is keyed by strategy. With ``isolate`` each
     (strategy, seed) runs in a fresh Python process, so its peak memory (the process's peak
-    resident set on the CPU) and threads are its own, not left over from earlier runs. Returns
-    the table's rows (``nasp.viz.tables.comparison_rows``)."""
+    resident set on the CPU) and threads are its own, not left over from earlier runs.
+
+    ``jobs`` > 1 runs that many (strategy, seed) processes at once, each with
+    ``cpu_count // jobs`` CPU threads (unless OMP_NUM_THREADS is set): on a many-core CPU this
+    is how a 21-run comparison fits in an afternoon. Concurrent runs share the machine, so
+    their wall times are those of a shared machine; on one GPU keep ``jobs=1`` for Table-6
+    style timings. Returns the table's rows (``nasp.viz.tables.comparison_rows``)."""
     from nasp.strategies import get_strategy
 
     names = parse_list(strategies, str, "strategies")
@@ -243,6 +253,10 @@ def compare(
     epochs = int(score_epochs) if score_epochs is not None else base.epochs
     if epochs < 1:
         raise NaspError(f"invalid score epochs {score_epochs!r}", "use --score-epochs 1 or more")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise NaspError(f"invalid jobs {jobs!r}", "use --jobs 1 or more")
+    if jobs > 1 and not isolate:
+        raise NaspError("parallel runs need a process each", "drop --in-process or use --jobs 1")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "compare.json", {
@@ -250,25 +264,46 @@ def compare(
         "config": str(config) if config else None, "options": search_options,
         "strategy_options": per_strategy})
     say = log or (lambda _msg: None)
-    run_dirs = [out_dir / run_name(n, s) for n in names for s in seed_list]
-    total, rows = len(run_dirs), []
-    for i, (name, seed) in enumerate(((n, s) for n in names for s in seed_list), 1):
-        run_dir = out_dir / run_name(name, seed)
+    pairs = [(n, s) for n in names for s in seed_list]
+    run_dirs = [out_dir / run_name(n, s) for n, s in pairs]
+    jobs = min(jobs, len(pairs))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+    def one(name: str, seed: int) -> tuple[str, float]:
         options = {**search_options, "strategy": name, "seed": seed,
                    "strategy_options": dict(per_strategy.get(name, {}))}
-        t0 = time.perf_counter()
         job = dict(options=options, config=str(config) if config else None,
-                   run_dir=str(run_dir), score_epochs=epochs, overwrite=overwrite,
-                   progress=progress)
-        how = _in_child(job) if isolate else search_and_score(**job)
+                   run_dir=str(out_dir / run_name(name, seed)), score_epochs=epochs,
+                   overwrite=overwrite, progress=progress and jobs == 1)
+        t0 = time.perf_counter()
+        how = _in_child(job, threads) if isolate else search_and_score(**job)
+        return how, time.perf_counter() - t0
+
+    rows: list[dict[str, Any]] = []
+
+    def finished(i: int, name: str, seed: int, how: str, seconds: float) -> None:
+        nonlocal rows
+        run_dir = out_dir / run_name(name, seed)
         result = read_json(run_dir / "result.json")
         metric = "acc" if "final_valid_acc" in result else "ppl"
         final = result.get(f"final_valid_{metric}")
-        say(f"[{i}/{total}] {run_dir.name}: search {how} "
+        say(f"[{i}/{len(pairs)}] {run_dir.name}: search {how} "
             f"({float(result.get('search_time_s') or 0):.1f} s searching); scored over {epochs} "
             f"epoch(s): final valid {metric} "
-            f"{'n/a' if final is None else format(final, '.4f')} "
-            f"({time.perf_counter() - t0:.1f} s)")
+            f"{'n/a' if final is None else format(final, '.4f')} ({seconds:.1f} s)")
         rows = write_table(out_dir, run_dirs)
+
+    if jobs == 1:
+        for i, (name, seed) in enumerate(pairs, 1):
+            finished(i, name, seed, *one(name, seed))
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(one, n, s): (n, s) for n, s in pairs}
+            try:
+                for i, future in enumerate(as_completed(futures), 1):
+                    finished(i, *futures[future], *future.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # running children finish
+                raise
     say(f"table: {out_dir / 'comparison.md'}, {out_dir / 'comparison.csv'}")
     return rows

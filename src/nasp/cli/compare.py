@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="run every search in this process instead of a fresh one per "
                              "(strategy, seed); CPU peak memory then accumulates over runs")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="run N searches at once, each in its own process with "
+                             "cpu_count/N CPU threads (unless OMP_NUM_THREADS is set); their "
+                             "wall times are then those of a shared machine (default: 1)")
     add_dataclass_options(parser, SearchConfig, _HELP,
                           skip=("strategy", "seed", "out", "checkpoint_every"))
 
@@ -45,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
                if k not in ("strategy", "seed", "out")}  # --out is the compare's folder
     rows = compare(args.strategies, args.seeds, args.out, score_epochs=args.score_epochs,
                    config=args.config, overwrite=args.overwrite, progress=not args.quiet,
-                   isolate=not args.in_process, **options)
+                   isolate=not args.in_process, jobs=args.jobs, **options)
     print(to_markdown(rows), end="")
     return 0
