@@ -117,6 +117,9 @@ def test_time_figure_has_one_line_per_run_with_the_metrics(tmp_path):
         assert list(line.get_ydata()) == pytest.approx([100 * m["valid_acc"]
                                                         for m in run.metrics])
     assert ax.get_ylabel() == "validation accuracy (%)"
+    # a colour per strategy, a line style per seed: 7 strategies x 3 seeds stay readable
+    assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()
     paths = plots.plot_accuracy_vs_time(runs, tmp_path / "out")
     assert_png_svg(paths, "valid-vs-time")
     assert "darts" in svg_texts(tmp_path / "out" / "valid-vs-time.svg")

@@ -228,8 +228,17 @@ def accuracy_vs_time_figure(runs: Sequence[Run]) -> Figure:
     panels = [(task, rs) for task, rs in panels if rs]
     longest = max((x for r in runs for x in _time_series(r, _metric(r))[0]), default=0.0)
     unit, scale = _time_unit(longest)
+    # A comparison holds strategies x seeds runs: one colour per strategy and one marker / dash
+    # per repeat keeps 21 lines readable where a colour per run would cycle and repeat.
+    strategies = list(dict.fromkeys(r.strategy for r in runs))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(strategies)}
+    repeat: dict[int, int] = {}
+    for run in runs:
+        repeat[id(run)] = sum(1 for other in runs[:runs.index(run)]
+                              if other.strategy == run.strategy)
+    markers, dashes = "os^Dvx*P", ("-", "--", ":", "-.")
     with matplotlib.rc_context(_RC):
-        fig = _new_figure(5.5 * len(panels), 3.8)
+        fig = _new_figure(5.5 * len(panels) + (1.6 if len(runs) > 1 else 0.0), 3.8)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, (task, task_runs) in zip(axes, panels, strict=True):
             metric = "valid_ppl" if task == "lm" else "valid_acc"
@@ -238,14 +247,17 @@ def accuracy_vs_time_figure(runs: Sequence[Run]) -> Figure:
                 if not xs:
                     raise NaspError(f"{run.path / 'metrics.jsonl'} has no {metric} with a time",
                                     "each line needs wall_time (or epoch_time) and " + metric)
-                ax.plot([x / scale for x in xs], ys, marker="o", markersize=3,
-                        label=labels[id(run)])
+                k = repeat[id(run)]
+                ax.plot([x / scale for x in xs], ys, color=colours[run.strategy],
+                        marker=markers[k % len(markers)], markersize=3,
+                        linestyle=dashes[k % len(dashes)], label=labels[id(run)])
             ax.set_xlabel(f"wall-clock time ({unit})")
             ax.set_ylabel("validation perplexity" if task == "lm" else "validation accuracy (%)")
             ax.set_title("validation perplexity vs. search time" if task == "lm"
                          else "validation accuracy vs. search time")
             ax.grid(alpha=0.3)
-            ax.legend()
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                      ncols=1 if len(task_runs) <= 14 else 2)
     return fig
 
 
