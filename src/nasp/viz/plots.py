@@ -232,10 +232,11 @@ def accuracy_vs_time_figure(runs: Sequence[Run]) -> Figure:
     # per repeat keeps 21 lines readable where a colour per run would cycle and repeat.
     strategies = list(dict.fromkeys(r.strategy for r in runs))
     colours = {name: f"C{i % 10}" for i, name in enumerate(strategies)}
-    repeat: dict[int, int] = {}
+    repeat: dict[int, int] = {}  # the how-manieth run of its strategy
+    seen: dict[str, int] = {}
     for run in runs:
-        repeat[id(run)] = sum(1 for other in runs[:runs.index(run)]
-                              if other.strategy == run.strategy)
+        repeat[id(run)] = seen.get(run.strategy, 0)
+        seen[run.strategy] = repeat[id(run)] + 1
     markers, dashes = "os^Dvx*P", ("-", "--", ":", "-.")
     with matplotlib.rc_context(_RC):
         fig = _new_figure(5.5 * len(panels) + (1.6 if len(runs) > 1 else 0.0), 3.8)
