@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="run N searches at once, each in its own process with "
                              "cpu_count/N CPU threads (unless OMP_NUM_THREADS is set); their "
-                             "wall times are then those of a shared machine (default: 1)")
+                             "wall times are then those of a shared machine, and progress "
+                             "bars are off (default: 1)")
     add_dataclass_options(parser, SearchConfig, _HELP,
                           skip=("strategy", "seed", "out", "checkpoint_every"))
 
