@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from nasp import config_layers
 from nasp.config_layers import build, check_values, option_layers
 from nasp.errors import NaspError
 
@@ -96,10 +95,6 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
                           dropouth=0.2, dropoutx=0.5, dropouti=0.1, dropoute=0.0,
                           max_steps_per_epoch=60, eval_batch_size=64),
 }
-
-
-def field_names() -> set[str]:
-    return config_layers.field_names(SearchConfig)
 
 
 def preset_values(task: str, preset: str) -> dict[str, Any]:

@@ -103,10 +103,6 @@ KNOWN_SHAPES: dict[str, tuple[int, int, int, int]] = {
 }
 
 
-def field_names() -> set[str]:
-    return config_layers.field_names(TrainConfig)
-
-
 def effective_preset(preset: str, image_side: int | None) -> str:
     """``paper`` on 64x64 (or larger) images means the Tiny ImageNet recipe."""
     if preset == "paper" and image_side is not None and image_side >= 64:

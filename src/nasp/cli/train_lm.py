@@ -13,8 +13,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from nasp.config_layers import field_names
 from nasp.errors import NaspError
-from nasp.loops.train_lm import LM_PRESETS, RESUME_OPTIONS, LMTrainConfig, field_names
+from nasp.loops.train_lm import LM_PRESETS, RESUME_OPTIONS, LMTrainConfig
 
 HELP: dict[str, str] = {
     "genotype": "recurrent genotype: a published name (DARTS_V1, DARTS_V2), a genotype.json, "
@@ -89,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
     from nasp.loops.train_lm import resolve_lm_config
 
-    given = {k: v for k in field_names() if (v := getattr(args, k, None)) is not None}
+    given = {k: v for k in field_names(LMTrainConfig) if (v := getattr(args, k, None)) is not None}
     if not args.resume:
         return resolve_lm_config(given, args.config)
     fixed = sorted(k for k in given if k not in RESUME_OPTIONS)
@@ -106,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
     saved = json.loads(path.read_text())
     if saved.get("task") != "lm":
         raise NaspError(f"{run_dir} is not a language-model run", "resume it without --task lm")
-    values = {k: v for k, v in saved.items() if k in field_names()}
+    values = {k: v for k, v in saved.items() if k in field_names(LMTrainConfig)}
     values.update(given)
     values["out"] = str(run_dir)
     return LMTrainConfig(**values)

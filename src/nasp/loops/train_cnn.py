@@ -45,8 +45,6 @@ from nasp.train_config import TrainConfig
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-
-
 def default_run_dir(cfg: TrainConfig) -> Path:
     name = Path(cfg.genotype).name if Path(cfg.genotype).exists() else cfg.genotype
     return Path("runs") / f"train-{name.removesuffix('.json')}-{cfg.data}-s{cfg.seed}"

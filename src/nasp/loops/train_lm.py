@@ -20,11 +20,9 @@ the device inside an epoch except at progress updates every ``log_every`` steps.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,10 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from nasp import config_layers
 from nasp.config_layers import build, check_values, option_layers
 from nasp.data.text import Corpus, batchify, get_batch, load_corpus
-from nasp.device import resolve_device
+from nasp.device import resolve_device, tune_cpu_allocator
 from nasp.errors import NaspError
 from nasp.genotype import Genotype, get_genotype
 from nasp.loops.timing import peak_memory_mb
@@ -114,10 +111,6 @@ LM_PRESETS: dict[str, dict[str, Any]] = {
 RESUME_OPTIONS = ("device", "log_every", "data_root", "epochs")
 
 
-def field_names() -> set[str]:
-    return config_layers.field_names(LMTrainConfig)
-
-
 def resolve_lm_config(overrides: dict[str, Any] | None = None,
                       config_file: str | os.PathLike | None = None) -> LMTrainConfig:
     """Defaults < preset < config file (JSON) < explicit overrides (``None`` = not given)."""
@@ -158,28 +151,9 @@ def validate(cfg: LMTrainConfig) -> None:
     check_values(cfg, checks)
 
 
-
-
 def default_run_name(cfg: LMTrainConfig) -> str:
     name = Path(cfg.genotype.rstrip("/\\")).stem or "genotype"
     return f"runs/train-lm-{name}-{cfg.data}-s{cfg.seed}"
-
-
-def tune_cpu_allocator() -> None:
-    """Keep large freed blocks in the heap (glibc only; a no-op elsewhere).
-
-    glibc hands every freed block above 32 MiB back to the OS, so the (tokens x vocabulary)
-    tensors of every LM step are mapped and page-faulted afresh: measured 0.14 s of system time
-    per step on a 0.34 s step (PTB, nhid 128, batch 64). With the mmap and trim thresholds at
-    1 GiB they are reused: 0.016 s. Process-wide, so only done for CPU runs."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 # --- evaluation --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from nasp.config import SearchConfig
 from nasp.data.text import Corpus, batchify, get_batch, load_corpus
+from nasp.device import tune_cpu_allocator
 from nasp.errors import NaspError
 from nasp.spaces import get_space
 from nasp.supernet.rnn import RNNSearchModel
@@ -179,7 +180,5 @@ def perplexity(loss: float) -> float:
 
 def build_lm_task(cfg: SearchConfig, device: torch.device) -> LMSearchTask:
     if device.type == "cpu":  # vocabulary-sized tensors every step: see tune_cpu_allocator
-        from nasp.loops.train_lm import tune_cpu_allocator
-
         tune_cpu_allocator()
     return LMSearchTask(cfg, load_corpus(cfg.data, cfg.data_root), device)

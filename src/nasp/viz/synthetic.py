@@ -110,9 +110,11 @@ def write_search_run(
             edges = cell_edges(inputs, nodes)
             first = _weights(rng, len(edges), len(ops), progress, targets[cell])
             discrete = _one_hot(first, edges, 1 if task == "lm" else 2)
-            second = discrete if names[-1] in ("A_bar", "weights") else first
-            weights = ({names[0]: first, names[1]: second} if len(names) == 2
-                       else {names[0]: discrete})
+            if len(names) == 1:  # random, fixed: only the architecture that runs
+                weights = {names[0]: discrete}
+            else:  # continuous parameters, then what runs (discrete, or a softmax of them)
+                weights = {names[0]: first,
+                           names[1]: discrete if names[1] in ("A_bar", "weights") else first}
             cells[cell] = {"ops": list(ops), "edges": edges, "weights": weights}
         arch_lines.append({"epoch": epoch, "strategy": strategy, "cells": cells})
         if epoch < 0:
