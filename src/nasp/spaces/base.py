@@ -14,14 +14,38 @@ class CellSpec:
 
     A cell has ``inputs`` input nodes and ``nodes`` intermediate nodes; intermediate node ``i``
     takes one edge from every earlier node (``inputs + i`` edges) and keeps ``keep`` of them in a
-    discrete architecture. CNN cells: inputs=2, nodes=4, keep=2 (14 edges). Recurrent cells:
-    inputs=1 (the node computed from x_t and h_{t-1}), nodes=8, keep=1 (36 edges).
+    discrete architecture (``None``: every edge is kept, only its op is chosen). The cell output
+    combines ``output`` (default: every intermediate node). CNN cells: inputs=2, nodes=4, keep=2
+    (14 edges). Recurrent cells: inputs=1 (the node computed from x_t and h_{t-1}), nodes=8,
+    keep=1 (36 edges). NAS-Bench-201 cells: inputs=1, nodes=3, keep=None, output=(3,).
     """
 
     ops: tuple[str, ...]
     nodes: int
     inputs: int
-    keep: int
+    keep: int | None
+    output: tuple[int, ...] | None = None
+
+    def kept(self, node: int) -> int:
+        """How many incoming edges intermediate node ``node`` keeps in a discrete cell."""
+        n = self.inputs + node
+        return n if self.keep is None else min(self.keep, n)
+
+    @property
+    def num_kept(self) -> int:
+        """Edges of a discrete cell (the length of its genotype's edge list)."""
+        return sum(self.kept(i) for i in range(self.nodes))
+
+    @cached_property
+    def final_ops(self) -> tuple[int, ...]:
+        """Op columns that may name an edge of a final architecture - the one rule for
+        ``none`` across strategies. Where edges are chosen (``keep`` set), ``none`` would only
+        duplicate "edge not kept" and is a relaxation device of the mixtures (DARTS, ASAP), so it
+        never wins an edge (DARTS's derivation). Where every edge is kept (NAS-Bench-201),
+        ``none`` is a real choice: it removes the edge."""
+        if self.keep is None:
+            return tuple(range(self.num_ops))
+        return tuple(k for k, op in enumerate(self.ops) if op != "none")
 
     @cached_property
     def edges(self) -> tuple[tuple[int, int], ...]:
@@ -47,7 +71,9 @@ class CellSpec:
 
     @property
     def concat(self) -> tuple[int, ...]:
-        """The node indices a cell's output combines: every intermediate node."""
+        """The node indices a cell's output combines (default: every intermediate node)."""
+        if self.output is not None:
+            return self.output
         return tuple(range(self.inputs, self.inputs + self.nodes))
 
 
