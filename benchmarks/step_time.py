@@ -8,6 +8,12 @@ Table 6 reports. Usage:
     python benchmarks/step_time.py                     # paper size: C=16, 8 cells, batch 64, nasp-7
     python benchmarks/step_time.py --task lm           # recurrent cells (emsize = nhid = 300)
     python benchmarks/step_time.py --channels 8 --layers 5 --batch-size 32 --steps 2   # smaller
+    python benchmarks/step_time.py --threads 1 --profile prof/   # + torch.profiler tables
+
+``--memory-format`` (default ``auto``: the device's format, ``nasp.device``) applies to the
+network and the batches, as in ``nasp search``. ``--profile DIR`` runs one more iteration under
+torch.profiler and writes ``DIR/<strategy>.txt``: the ten most expensive operators by self CPU
+time, for the whole iteration and per phase.
 """
 
 from __future__ import annotations
@@ -33,18 +39,33 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def profile_tables(prof, rows: int = 10) -> str:
+    """Top operators by self CPU time: the whole iteration, then each phase (record_function)."""
+    out = [f"whole iteration, top {rows} by self CPU time",
+           prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)]
+    phases = [e for e in prof.events() if e.name in ("arch_step", "weight_forward",
+                                                     "weight_backward")]
+    for ph in phases:
+        out.append(f"{ph.name}: {ph.cpu_time_total / 1e3:.1f} ms (CPU total)")
+    return "\n".join(out)
+
+
 def worker(args: argparse.Namespace) -> dict:
     import torch
 
-    from nasp.loops.search import resolve_device
+    from nasp.device import autocast, resolve_device, resolve_memory_format, tune_cpu_allocator
 
     if args.threads:
         torch.set_num_threads(args.threads)
     from nasp.spaces import get_space
-    from nasp.strategies import ArchContext, get_strategy
+    from nasp.strategies import ArchContext, StrategySetup, create_strategy
+    from nasp.supernet.freeze import batch_norms, frozen_batch_stats
 
     torch.manual_seed(0)
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()  # as nasp search does on the CPU
+    fmt = resolve_memory_format(device, args.memory_format)
     space = get_space(args.space)
     if args.task == "cnn":
         import torch.nn.functional as F
@@ -52,32 +73,35 @@ def worker(args: argparse.Namespace) -> dict:
         from nasp.supernet.cnn import SearchCNN
 
         model = SearchCNN(space, 3, 10, channels=args.channels, layers=args.layers).to(device)
+        model = model.to(memory_format=fmt)
         g = torch.Generator().manual_seed(1)
 
         def batch(i: int):
             x = torch.randn(args.batch_size, 3, args.size, args.size, generator=g)
             y = torch.randint(0, 10, (args.batch_size,), generator=g)
-            return x.to(device), y.to(device)
+            return x.to(device).contiguous(memory_format=fmt), y.to(device)
 
         batches = [(batch(0), batch(1)) for _ in range(1)]
 
         def loss_fn(b, w):
             return F.cross_entropy(model(b[0], w), b[1])
     else:
-        from nasp.config import resolve
+        from nasp.configs import SearchConfig, resolve
         from nasp.tasks import build_task
 
-        cfg = resolve({"task": "lm", "preset": "paper", "strategy": "nasp", "space": args.space,
-                       "batch_size": args.batch_size, "device": args.device})
+        cfg = resolve(SearchConfig, {"task": "lm", "preset": "paper", "strategy": "nasp",
+                                     "space": args.space, "batch_size": args.batch_size,
+                                     "device": args.device})
         task = build_task(cfg, device)
         model = task.model
         it = task.batches(0)
         batches = [next(it)]
         loss_fn = task.loss
-    strategy = get_strategy(args.worker)(space, device, seed=0)
+    strategy = create_strategy(args.worker, StrategySetup(space=space, device=device))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4)
-    ctx = ArchContext(loss_fn, params, opt, list(model.buffers()))
+    ctx = ArchContext(loss_fn, params, opt)
+    bn = batch_norms(model)
     train_b, val_b = batches[0]
 
     def sync():
@@ -89,19 +113,25 @@ def worker(args: argparse.Namespace) -> dict:
     def now() -> tuple[float, float]:
         return time.perf_counter(), time.process_time()
 
+    from torch.profiler import record_function
+
     def iteration(times: dict | None):
         t0 = now()
-        strategy.arch_step(ctx, train_b, val_b)
-        sync()
+        with record_function("arch_step"), frozen_batch_stats(bn):  # as the search loop
+            strategy.arch_step(ctx, train_b, val_b)
+            sync()
         t1 = now()
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(train_b, strategy.weighting())
-        sync()
+        with record_function("weight_forward"):
+            opt.zero_grad(set_to_none=True)
+            with autocast(device, args.amp):  # bf16 for the weight step only, as nasp search
+                loss = loss_fn(train_b, strategy.weighting())
+            sync()
         t2 = now()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        sync()
+        with record_function("weight_backward"):
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sync()
         t3 = now()
         if times is not None:
             for k, a, b in (("arch", t0, t1), ("forward", t1, t2), ("backward", t2, t3)):
@@ -123,6 +153,18 @@ def worker(args: argparse.Namespace) -> dict:
     out["cpu_total"] = out["cpu_arch"] + out["cpu_forward"] + out["cpu_backward"]
     out["peak_mem_mb"] = peak - base
     out["device"] = str(device)
+    out["memory_format"] = str(fmt).removeprefix("torch.")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            iteration(None)
+        os.makedirs(args.profile, exist_ok=True)
+        with open(os.path.join(args.profile, f"{args.worker}.txt"), "w") as f:
+            f.write(f"{args.worker}: {args.task} {args.space} C={args.channels} "
+                    f"layers={args.layers} batch={args.batch_size} {out['memory_format']} "
+                    f"threads={torch.get_num_threads()}\n{profile_tables(prof)}\n")
     return out
 
 
@@ -151,6 +193,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--memory-format", default="auto",
+                   choices=["auto", "channels_last", "contiguous"])
+    p.add_argument("--profile", metavar="DIR", help="write torch.profiler tables to DIR")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast for the weight step (as nasp search on CUDA)")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -171,8 +218,9 @@ def main() -> None:
     dev = next(iter(results.values()))["device"]
     size = (f"C={args.channels} layers={args.layers} {args.size}x{args.size}" if args.task == "cnn"
             else "emsize=nhid=300 bptt=35 (PTB, paper preset)")
+    fmt = next(iter(results.values())).get("memory_format", "?")
     print(f"task={args.task} space={args.space} {size} batch={args.batch_size} device={dev} "
-          f"threads={args.threads or 'default'} steps={args.steps}")
+          f"memory_format={fmt} threads={args.threads or 'default'} steps={args.steps}")
     for pre, what in (("", "wall"), ("cpu_", "process CPU")):
         print(f"{what} seconds per iteration:")
         print(f"{'strategy':<10}{'arch':>10}{'forward':>10}{'backward':>10}{'total':>10}"

@@ -2,21 +2,26 @@
 
 Training = forward + backward + SGD step (auxiliary head and drop-path on, as in the paper's
 recipe); inference = eval-mode forward without autograd. Runs on the CPU always, and on CUDA
-(bf16 autocast + channels_last, as ``nasp train`` does there) when a GPU is present. Inputs are
-random tensors already on the device, so the figures measure the network, not data loading.
+(bf16 autocast) when a GPU is present; the memory format is the device's (``nasp.device``,
+``--memory-format`` overrides). Inputs are random tensors already on the device, so the figures
+measure the network, not data loading. ``--peak`` adds the arithmetic rate reached, against a
+large single-precision matrix product on the same threads (the CPU's practical peak).
 
     PYTHONPATH=src python benchmarks/throughput.py [--steps 10] [--warmup 3] [--device cpu]
+    PYTHONPATH=src python benchmarks/throughput.py --threads 1 --peak --profile prof/
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 
 import torch
 import torch.nn.functional as F
 
+from nasp.device import resolve_memory_format, tune_cpu_allocator
 from nasp.genotype import GENOTYPES
 from nasp.models import build_eval_model, count_flops, count_params
 
@@ -26,14 +31,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Best-of FLOP/s of an n x n float32 matrix product: what the arithmetic units deliver
+    when nothing else limits them (CUDA: tf32 stays off, so this is the fp32 rate)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: int,
-            channels: int) -> dict[str, float]:
+            channels: int, memory_format: str = "auto",
+            profile_dir: str | None = None) -> dict[str, float]:
     """Seconds-per-step based throughput of training and inference on ``device``."""
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     model = build_eval_model(GENOTYPES["cnn"]["DARTS_V2"], 3, 10, 32, channels=channels,
                              layers=layers, auxiliary=True, drop_path_prob=0.2).to(device)
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+    fmt = resolve_memory_format(device, memory_format)
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
@@ -56,17 +77,32 @@ def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: i
         with amp():
             model(x)
 
-    out = {}
+    out: dict = {"memory_format": str(fmt).removeprefix("torch.")}
     for name, step, mode in (("train", train_step, True), ("inference", infer_step, False)):
         model.train(mode)
         for _ in range(warmup):
             step()
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step()
         _sync(device)
         out[name] = batch * steps / (time.perf_counter() - t0)
+        # on a shared CPU the process's CPU time measures the work itself (exact with 1 thread)
+        out["cpu_" + name] = batch * steps / max(time.process_time() - c0, 1e-9)
+        if profile_dir:
+            from torch.profiler import ProfilerActivity, profile
+
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            with profile(activities=acts) as prof:
+                step()
+                _sync(device)
+            os.makedirs(profile_dir, exist_ok=True)
+            path = os.path.join(profile_dir, f"{device.type}-{name}.txt")
+            with open(path, "w") as f:
+                f.write(f"DARTS_V2 {name} step, batch {batch}, {out['memory_format']}, "
+                        f"{torch.get_num_threads()} threads; top 10 by self CPU time\n")
+                f.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
     return out
 
 
@@ -79,25 +115,50 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=36)
     p.add_argument("--device", action="append",
                    help="device(s) to measure (default: cpu, and cuda when available)")
+    p.add_argument("--memory-format", default="auto",
+                   choices=["auto", "channels_last", "contiguous"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--peak", action="store_true",
+                   help="also measure a large matmul's FLOP/s and report the fraction reached")
+    p.add_argument("--profile", metavar="DIR", help="write torch.profiler tables to DIR")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cpu" in devices:
+        tune_cpu_allocator()  # as nasp train does on the CPU
     net = build_eval_model(GENOTYPES["cnn"]["DARTS_V2"], 3, 10, 32, channels=args.channels,
                            layers=args.layers)
+    macs = count_flops(net, (3, 32, 32))
     print(f"DARTS_V2, {args.layers} cells, C={args.channels}, 3x32x32, batch {args.batch_size}: "
-          f"{count_params(net) / 1e6:.2f}M params, "
-          f"{count_flops(net, (3, 32, 32)) / 1e6:.0f}M multiply-adds per image")
+          f"{count_params(net) / 1e6:.2f}M params, {macs / 1e6:.0f}M multiply-adds per image")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     rows = []
     for name in devices:
         dev = torch.device(name)
-        label = torch.cuda.get_device_name(dev) + " (bf16, NHWC)" if dev.type == "cuda" else \
-            "cpu (fp32)"
-        r = measure(dev, args.batch_size, args.steps, args.warmup, args.layers, args.channels)
-        rows.append((label, r["train"], r["inference"]))
+        r = measure(dev, args.batch_size, args.steps, args.warmup, args.layers, args.channels,
+                    args.memory_format, args.profile)
+        fmt = r["memory_format"]
+        label = (torch.cuda.get_device_name(dev) + f" (bf16, {fmt})" if dev.type == "cuda"
+                 else f"cpu (fp32, {fmt})")
+        cpu = (r["cpu_train"], r["cpu_inference"]) if dev.type == "cpu" else None
+        rows.append((label, r["train"], r["inference"],
+                     matmul_peak_gflops(dev) if args.peak else None, cpu))
     width = max(len(r[0]) for r in rows)
     print(f"{'device':<{width}}  {'train img/s':>12}  {'inference img/s':>16}")
-    for label, tr, inf in rows:
+    for label, tr, inf, _, cpu in rows:
         print(f"{label:<{width}}  {tr:>12.1f}  {inf:>16.1f}")
+        if cpu is not None:
+            print(f"{'  per CPU second':<{width}}  {cpu[0]:>12.1f}  {cpu[1]:>16.1f}")
+    for label, tr, inf, peak, _ in rows:
+        if peak is None:
+            continue
+        # training does about three forwards' arithmetic (forward, input and weight gradients);
+        # the auxiliary head and element-wise ops are not counted, so these are lower bounds
+        train_gf, infer_gf = 3 * 2 * macs * tr / 1e9, 2 * macs * inf / 1e9
+        print(f"{label}: matmul peak {peak:.1f} GFLOP/s; training reaches {train_gf:.1f} "
+              f"({100 * train_gf / peak:.0f}%), inference {infer_gf:.1f} "
+              f"({100 * infer_gf / peak:.0f}%)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``nasp compare`` end to end on the bundled data, at tiny sizes."""
 
 import json
+from pathlib import Path
 
 from nasp.cli import main
 
@@ -20,7 +21,7 @@ def test_compare_cli_end_to_end_on_bundled_data(tmp_path, capsys):
     assert (out / "comparison.md").read_text() in printed
     for name in ("pa-s0", "random-s0"):
         result = json.loads((out / name / "result.json").read_text())
-        assert 0 <= result["final_valid_acc"] <= 1 and result["eval_params_m"] > 0
+        assert 0 <= result["final_test_acc"] <= 1 and result["eval_params_m"] > 0
         assert json.loads((out / name / "config.json").read_text())["data"] == \
             "fashion-mnist-sample"
     assert json.loads((out / "compare.json").read_text())["strategies"] == ["pa", "random"]
@@ -49,3 +50,41 @@ def test_compare_cli_reports_an_error_raised_in_the_run_process(tmp_path, capsys
                  "--data", "folder", "--data-root", str(tmp_path / "missing"), *TINY])
     assert code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_compare_plan_writes_runnable_lines_then_tabulates_what_finished(tmp_path, capsys):
+    """--plan runs nothing: it writes one self-contained command line per (strategy, seed)
+    (search, then scoring); once some have run, the same command tabulates them and names the
+    lines still to run."""
+    import os
+    import subprocess
+    import sys
+
+    import nasp
+
+    plan, out = tmp_path / "plan.txt", tmp_path / "cmp"
+    argv = ["compare", "--strategies", "pa,random", "--seeds", "0", "--out", str(out),
+            "--data", "fashion-mnist-sample", "--plan", str(plan),
+            "--launch", f"{sys.executable} -m nasp", *TINY]
+    assert main(argv) == 0
+    lines = plan.read_text().splitlines()
+    assert len(lines) == 2 and not (out / "pa-s0").exists()  # nothing ran yet
+    assert "search --continue" in lines[0] and "--strategy fixed" in lines[0]
+    env = {**os.environ, "PYTHONPATH": str(Path(nasp.__file__).resolve().parents[1]),
+           "OMP_NUM_THREADS": "1"}
+    subprocess.run(["bash", "-c", lines[0]], check=True, env=env, cwd="/",
+                   capture_output=True)  # from anywhere: the lines hold absolute paths
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "1 of 2 runs finished; not yet: random-s0 (search; line 2)" in printed
+    assert "| pa | 1 |" in printed
+    result = json.loads((out / "pa-s0" / "result.json").read_text())
+    assert 0 <= result["final_test_acc"] <= 1  # the scoring line's result, recorded
+    # the same line again (a re-queued job) does nothing new
+    before = (out / "pa-s0" / "checkpoint.pt").stat().st_mtime_ns
+    subprocess.run(["bash", "-c", lines[0]], check=True, env=env, capture_output=True)
+    assert (out / "pa-s0" / "checkpoint.pt").stat().st_mtime_ns == before
+    # a plan file of other options is refused
+    assert main([*argv[:-len(TINY)], *TINY[:-2], "--epochs", "3"]) == 2
+    assert "plan made with other options" in capsys.readouterr().err

@@ -4,92 +4,23 @@ The synthetic task stands in for the image data (``build_task`` is patched), so 
 need no data files and run in seconds; one end-to-end test uses the bundled data."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
-import torch
-import torch.nn.functional as F
 
-import nasp.loops.search as search_loop
+from helpers import TINY, tiny_cfg, use_synthetic_task
 from nasp.compare import compare
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
 from nasp.loops.search import run_search
-from nasp.spaces import get_space
 from nasp.strategies.discretize import selection_to_genotype
-from nasp.supernet.cnn import SearchCNN
-
-TINY = dict(channels=4, layers=3, batch_size=8, epochs=4, preset="quick", device="cpu",
-            max_train_samples=None)
-
-
-class SyntheticTask:
-    """32 training and 32 validation 1x8x8 images of 5 classes; the class shifts the mean, so
-    the network can learn something. Batch order depends only on (seed, epoch)."""
-
-    def __init__(self, cfg, device):
-        self.space = get_space(cfg.space)
-        self.device = device
-        g = torch.Generator().manual_seed(100 + cfg.seed)
-        y = torch.arange(64) % 5
-        x = torch.randn(64, 1, 8, 8, generator=g) + y.view(-1, 1, 1, 1) * 0.5
-        self.train, self.valid = (x[:32], y[:32]), (x[32:], y[32:])
-        self.bs, self.seed = cfg.batch_size, cfg.seed
-        self.model = SearchCNN(self.space, 1, 5, channels=cfg.channels, layers=cfg.layers)
-        self.dataset = SimpleNamespace(channels=1, num_classes=5, image_size=(8, 8))
-
-    def steps_per_epoch(self):
-        return 32 // self.bs
-
-    def batches(self, epoch):
-        g = torch.Generator().manual_seed(1000 * self.seed + epoch)
-        pt, pv = torch.randperm(32, generator=g), torch.randperm(32, generator=g)
-        for i in range(self.steps_per_epoch()):
-            t, v = pt[i * self.bs:(i + 1) * self.bs], pv[i * self.bs:(i + 1) * self.bs]
-            yield (self.train[0][t], self.train[1][t]), (self.valid[0][v], self.valid[1][v])
-
-    def loss(self, batch, weighting):
-        x, y = batch
-        return F.cross_entropy(self.model(x, weighting), y)
-
-    def train_loss(self, batch, weighting):
-        x, y = batch
-        logits = self.model(x, weighting)
-        loss = F.cross_entropy(logits, y)
-        return loss, {"loss_sum": loss.detach() * len(y),
-                      "correct": (logits.argmax(1) == y).sum(),
-                      "count": torch.tensor(len(y))}
-
-    @staticmethod
-    def summarize(sums, prefix):
-        n = max(sums.get("count", 0.0), 1.0)
-        return {f"{prefix}_loss": sums["loss_sum"] / n, f"{prefix}_acc": sums["correct"] / n}
-
-    @torch.no_grad()
-    def evaluate(self, weighting):
-        self.model.eval()
-        x, y = self.valid
-        logits = self.model(x, weighting)
-        self.model.train()
-        return {"valid_loss": float(F.cross_entropy(logits, y)),
-                "valid_acc": float((logits.argmax(1) == y).float().mean())}
-
-    def state_dict(self):
-        return {}
-
-    def load_state_dict(self, state):
-        pass
 
 
 @pytest.fixture(autouse=True)
 def synthetic(monkeypatch):
-    monkeypatch.setattr(search_loop, "build_task", lambda cfg, device: SyntheticTask(cfg, device))
+    use_synthetic_task(monkeypatch)
 
 
-def cfg(**kw):
-    from nasp.config import resolve
-
-    return resolve({**TINY, **kw})
+cfg = tiny_cfg
 
 
 def test_random_search_trains_each_candidate_alike_and_keeps_the_best(tmp_path):
@@ -109,7 +40,6 @@ def test_random_search_trains_each_candidate_alike_and_keeps_the_best(tmp_path):
 
 def test_random_search_resumes_exactly(tmp_path):
     options = dict(strategy="random", epochs=4, strategy_options={"candidates": 2})
-    (tmp_path / "full").mkdir()
     full = run_search(cfg(**options), tmp_path / "full", progress=False)
 
     class Stop(Exception):
@@ -119,7 +49,6 @@ def test_random_search_resumes_exactly(tmp_path):
         if epoch == 1:
             raise Stop
 
-    (tmp_path / "cut").mkdir()
     with pytest.raises(Stop):
         run_search(cfg(**options), tmp_path / "cut", progress=False, on_epoch_end=stop)
     resumed = run_search(cfg(**options), tmp_path / "cut", resume=True, progress=False)
@@ -127,6 +56,12 @@ def test_random_search_resumes_exactly(tmp_path):
     assert [{k: r[k] for k in keys} for r in resumed.metrics] == \
         [{k: r[k] for k in keys} for r in full.metrics]
     assert resumed.genotype == full.genotype
+    # result.json names what its metrics measured: the chosen candidate's last epoch
+    result = json.loads((tmp_path / "cut" / "result.json").read_text())
+    best = resumed.strategy.best()
+    assert result["search_epoch"] == 2 * best + 1
+    assert result["search_valid_acc"] == full.metrics[2 * best + 1]["valid_acc"]
+    assert "candidate" in result["search_network"]
 
 
 def test_asap_search_stops_when_every_edge_has_one_op(tmp_path):
@@ -162,18 +97,21 @@ def test_compare_writes_the_table_and_continues(tmp_path, capsys):
     rows = compare("pa,random", "0,1", tmp_path, score_epochs=1, progress=False, isolate=False,
                    **options)
     assert [r["strategy"] for r in rows] == ["pa", "random"]
-    assert all(r["runs"] == 2 and r["valid_acc_std"] is not None for r in rows)
+    assert all(r["runs"] == 2 and r["test_acc_std"] is not None for r in rows)
     for name in ("pa-s0", "pa-s1", "random-s0", "random-s1"):
         result = json.loads((tmp_path / name / "result.json").read_text())
         score = json.loads((tmp_path / name / "score" / "result.json").read_text())
-        assert result["final_valid_acc"] == score["valid_acc"]
+        # scored on the held-out test split, never on the architecture split
+        assert result["final_test_acc"] == score["search_test_acc"]
+        assert "search_valid_acc" not in score
         assert result["score_epochs"] == 1 and result["eval_params_m"] > 0
         assert score["genotype"] == result["genotype"]  # the search's architecture was scored
         config = json.loads((tmp_path / name / "score" / "config.json").read_text())
         assert config["strategy"] == "fixed" and config["seed"] == int(name[-1])
+        assert config["evaluate_on"] == "test"
     table = (tmp_path / "comparison.md").read_text()
     assert "| pa | 2 |" in table and "| random | 2 |" in table
-    assert (tmp_path / "comparison.csv").read_text().startswith("strategy,runs,valid_acc_mean")
+    assert (tmp_path / "comparison.csv").read_text().startswith("strategy,runs,test_acc_mean")
     # a second call reuses every run: nothing is searched again
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("checkpoint.pt")}
     again = compare("pa,random", "0,1", tmp_path, score_epochs=1, progress=False, isolate=False,
@@ -201,18 +139,13 @@ def test_compare_resumes_an_interrupted_search(tmp_path):
     def stop(epoch, record):
         raise Stop
 
-    (tmp_path / "random-s0").mkdir(parents=True)
-    from nasp.runs import write_json
-
-    c = cfg(strategy="random", seed=0, epochs=2)
-    c.out = str(tmp_path / "random-s0")
-    write_json(tmp_path / "random-s0" / "config.json", {"command": "search", **c.to_dict()})
+    c = cfg(strategy="random", seed=0, epochs=2, out=str(tmp_path / "random-s0"))
     with pytest.raises(Stop):
         run_search(c, tmp_path / "random-s0", progress=False, on_epoch_end=stop)
     lines = []
     compare("random", "0", tmp_path, score_epochs=1, progress=False, isolate=False,
             log=lines.append, **options)
-    assert "search resumed" in lines[0]
+    assert "search resumed" in lines[0] and lines[0].startswith("[1/1 runs, ")
     metrics = (tmp_path / "random-s0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(m)["epoch"] for m in metrics] == [0, 1]
 

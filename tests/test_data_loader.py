@@ -93,6 +93,7 @@ def test_augmentation_is_applied_to_the_right_images() -> None:
 def test_channels_last_and_errors() -> None:
     xb, _ = next(loader(channels_last=True).epoch(0))
     assert xb.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(xb, next(loader().epoch(0))[0])  # same pixels (cutout included)
     x, y = data(5)
     with pytest.raises(NaspError, match="--batch-size"):
         DeviceLoader(x, y, 10, mean=(0, 0, 0), std=(1, 1, 1))

@@ -165,3 +165,11 @@ def test_reduction_concat_of_cell_inputs_is_rejected():
 def test_recurrent_genotype_is_rejected():
     with pytest.raises(NaspError, match="recurrent"):
         build_eval_model(GENOTYPES["lm"]["DARTS_V2"], 3, 10, 32, channels=4, layers=3)
+
+
+@pytest.mark.parametrize("name, macs", [("DARTS_V2", 528_359_040), ("NASP_12", 1_102_995_072)])
+def test_published_cells_multiply_adds_at_paper_size(name, macs):
+    """The nominal count (papers' convention): however ops.py computes a layer, e.g. the two
+    1x1 convolutions of FactorizedReduce run as one 2x2 convolution."""
+    net = build_eval_model(GENOTYPES["cnn"][name], 3, 10, 32, channels=36, layers=20)
+    assert count_flops(net, (3, 32, 32)) == macs

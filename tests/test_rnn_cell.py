@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nasp.config import resolve
+from helpers import make_strategy
+from nasp.configs import SearchConfig, resolve
 from nasp.spaces import get_space
-from nasp.strategies import ArchContext, get_strategy
+from nasp.strategies import ArchContext
 from nasp.supernet.rnn import RNNSearchModel
 from nasp.supernet.weighting import RUN, CellWeighting, dense_plan
 from nasp.tasks.lm import build_lm_task
@@ -35,19 +36,18 @@ def context(model, x, y, h):
 
     params = list(model.parameters())
     return ArchContext(loss, params, torch.optim.SGD(params, lr=0.5, momentum=0.9,
-                                                     weight_decay=1e-4), list(model.buffers()))
+                                                     weight_decay=1e-4))
 
 
 def nasp(space: str = "rnn", seed: int = 3):
     # noise 0.3 spreads A so the selection is not everywhere op 0 / the first edge
-    return get_strategy("nasp")(get_space(space), torch.device("cpu"), seed=seed,
-                                init_noise=0.3)
+    return make_strategy("nasp", space, seed=seed, init_noise=0.3)
 
 
 def test_forward_shapes_and_hidden_state():
     model = tiny_model()
     x, _ = tokens()
-    w = get_strategy("darts")(get_space("rnn"), torch.device("cpu")).weighting()
+    w = make_strategy("darts", "rnn").weighting()
     h0 = model.init_hidden(B)
     logits, h1 = model(x, h0, w)
     assert logits.shape == (T, B, V) and h1.shape == (B, H)
@@ -64,7 +64,7 @@ def test_forward_shapes_and_hidden_state():
 def test_nasp_abar_selects_one_predecessor_and_activation_per_node():
     strategy = nasp()
     cell = get_space("rnn").cells["recurrent"]
-    bar = strategy.bar["recurrent"]
+    bar = strategy.A_bar["recurrent"]
     assert bar.shape == (36, 4)
     for edges in cell.node_edges:
         rows = bar[list(edges)]
@@ -109,11 +109,10 @@ def test_lean_arch_gradient_equals_full_pass_at_abar(space):
     x, y = tokens()
     h = torch.randn(B, H, dtype=torch.float64) * 0.1
     strategy = nasp(space)
-    strategy.bar = {k: v.double() for k, v in strategy.bar.items()}
     ctx = context(model, x, y, h)
-    lean = strategy.arch_gradient(ctx, None)["recurrent"]
+    (lean,) = strategy.arch_gradient(ctx, None)
     cell = get_space(space).cells["recurrent"]
-    bar = strategy.bar["recurrent"].clone().requires_grad_(True)
+    bar = strategy.A_bar["recurrent"].clone().requires_grad_(True)
     full = {"recurrent": CellWeighting(bar, dense_plan(cell.num_edges, cell.num_ops))}
     (dense,) = torch.autograd.grad(ctx.loss(None, full), [bar])
     assert dense.abs().max() > 0
@@ -126,7 +125,7 @@ def test_probe_ops_are_not_back_propagated():
     model = tiny_model()
     strategy = nasp()
     x, y = tokens()
-    bar = {k: v.double().requires_grad_(True) for k, v in strategy.bar.items()}
+    bar = {k: v.double().requires_grad_(True) for k, v in strategy.A_bar.items()}
     w = strategy.arch_weighting(bar)
     plan = model.cell.schedule(w["recurrent"])
     for groups in plan:
@@ -143,20 +142,20 @@ def small_cfg(tmp_path, **kw):
                 batch_size=4, eval_batch_size=4, bptt=5, epochs=1, max_steps_per_epoch=3,
                 device="cpu", log_every=1)
     opts.update(kw)
-    return resolve(opts)
+    return resolve(SearchConfig, opts)
 
 
 def arch_context(task, lr=0.5):
     weights = list(task.model.parameters())
     opt = torch.optim.SGD(weights, lr=lr, momentum=0.9, weight_decay=1e-4)
-    return ArchContext(task.loss, weights, opt, list(task.model.buffers())), opt
+    return ArchContext(task.loss, weights, opt), opt
 
 
 @pytest.mark.parametrize("name", ["darts", "darts2", "nasp"])
 def test_arch_step_runs_on_the_lm_task(tmp_path, name):
     cfg = small_cfg(tmp_path, strategy=name, space="rnn-darts" if name != "nasp" else "rnn")
     task = build_lm_task(cfg, torch.device("cpu"))
-    strategy = get_strategy(name)(task.space, torch.device("cpu"), seed=0, arch_lr=0.1)
+    strategy = make_strategy(name, task.space, dtype=torch.float32, seed=0, arch_lr=0.1)
     ctx, opt = arch_context(task)
     before = [p.detach().clone() for p in task.model.parameters()]
     arch_before = [a.detach().clone() for a in strategy.parameters()]

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from nasp.cli import main
+from nasp.configs import LMTrainConfig, SearchConfig, resolve
 from nasp.errors import NaspError
 from nasp.genotype import GENOTYPES, Genotype, rnn_genotype
 from nasp.loops import train_lm
 from nasp.models.rnn import RNNModel, count_lm_params
-from nasp.runs import prepare_run_dir
 from test_rnn_data import write_corpus
 
 V2 = GENOTYPES["lm"]["DARTS_V2"]
@@ -97,8 +97,8 @@ def test_train_lm_end_to_end_and_bit_identical_resume(tmp_path):
     strip = ("epoch_time", "wall_time", "peak_mem_mb")
     assert [{k: v for k, v in r.items() if k not in strip} for r in half] == \
         [{k: v for k, v in r.items() if k not in strip} for r in records]
-    a = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "half/checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "half/checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "half/result.json").read_text())["test_ppl"] == \
         result["test_ppl"]
@@ -117,9 +117,9 @@ def test_switch_to_asgd_and_resume_across_it(tmp_path, monkeypatch):
     real = train_lm.evaluate_lm
     fakes: list[float] = []
 
-    def evaluate(model, data, bptt):  # scripted validation losses, then the real thing
-        real(model, data, bptt)
-        return fakes.pop(0) if fakes else real(model, data, bptt)
+    def evaluate(model, data, bptt, d=None):  # scripted validation losses, then the real thing
+        real(model, data, bptt, d)
+        return fakes.pop(0) if fakes else real(model, data, bptt, d)
 
     monkeypatch.setattr(train_lm, "evaluate_lm", evaluate)
     root = write_corpus(tmp_path / "ptb", lines=150)
@@ -129,7 +129,7 @@ def test_switch_to_asgd_and_resume_across_it(tmp_path, monkeypatch):
     assert _train(tmp_path, root, tmp_path / "a", "--epochs", "5", "--nonmono", "1") == 0
     records = [json.loads(x) for x in (tmp_path / "a/metrics.jsonl").read_text().splitlines()]
     assert [r["optimizer"] for r in records] == ["sgd"] * 4 + ["asgd"]
-    ckpt = torch.load(tmp_path / "a/checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "a/checkpoint.pt", weights_only=True)
     assert ckpt["state"]["asgd"] is True
     assert any("ax" in s for s in ckpt["optimizer"]["state"].values())
 
@@ -138,7 +138,7 @@ def test_switch_to_asgd_and_resume_across_it(tmp_path, monkeypatch):
     fakes[:] = [4.7]
     assert main(["train", "--task", "lm", "--resume", str(tmp_path / "b"), "--epochs", "5",
                  "--no-progress"]) == 0
-    other = torch.load(tmp_path / "b/checkpoint.pt", weights_only=False)
+    other = torch.load(tmp_path / "b/checkpoint.pt", weights_only=True)
     assert all(torch.equal(v, other["model"][k]) for k, v in ckpt["model"].items())
     for k, s in ckpt["optimizer"]["state"].items():
         assert torch.equal(s["ax"], other["optimizer"]["state"][k]["ax"])
@@ -147,7 +147,7 @@ def test_switch_to_asgd_and_resume_across_it(tmp_path, monkeypatch):
 def test_averaged_weights_swap_in_and_out():
     model = RNNModel(V2, 30, 4, 4)
     params = list(model.parameters())
-    opt = train_lm.make_optimizer(params, train_lm.resolve_lm_config({"preset": "quick"}), True,
+    opt = train_lm.make_optimizer(params, resolve(LMTrainConfig, {"preset": "quick"}), True,
                                   torch.device("cpu"))
     x = torch.randint(0, 30, (4, 2))
     for _ in range(3):  # torch's ASGD starts averaging at its third step when t0=0
@@ -182,28 +182,27 @@ def test_train_lm_rejects_cnn_genotypes_and_bad_options(tmp_path, capsys):
     assert _train(tmp_path, root, tmp_path / "y", "--genotype", str(geno)) == 2
     assert "CNN genotype" in capsys.readouterr().err
     with pytest.raises(NaspError, match="emsize"):
-        train_lm.resolve_lm_config({"emsize": 10, "nhid": 12})
+        resolve(LMTrainConfig, {"emsize": 10, "nhid": 12})
     with pytest.raises(NaspError, match="preset"):
-        train_lm.resolve_lm_config({"preset": "huge"})
+        resolve(LMTrainConfig, {"preset": "huge"})
 
 
 @pytest.mark.parametrize("strategy", ["nasp", "darts"])
 def test_lm_search_end_to_end_and_resume(tmp_path, strategy):
     search = pytest.importorskip("nasp.loops.search")
-    from nasp.config import resolve
 
     root = write_corpus(tmp_path / "ptb", lines=150)
     opts = dict(task="lm", strategy=strategy, space="rnn", preset="quick", data="ptb",
                 data_root=str(root), emsize=8, nhid=8, batch_size=4, eval_batch_size=4, bptt=5,
                 epochs=2, max_steps_per_epoch=3, device="cpu")
-    for name in ("full", "half"):
-        prepare_run_dir(tmp_path / name)
-    full = search.run_search(resolve(opts), tmp_path / "full", progress=False)
+    full = search.run_search(resolve(SearchConfig, opts), tmp_path / "full", progress=False)
     assert len(full.genotype.recurrent) == 8
     assert {"train_ppl", "valid_ppl"} <= set(full.metrics[-1])
     Genotype.from_dict(json.loads((tmp_path / "full/genotype.json").read_text()))
-    search.run_search(resolve({**opts, "epochs": 1}), tmp_path / "half", progress=False)
-    resumed = search.run_search(resolve(opts), tmp_path / "half", resume=True, progress=False)
+    search.run_search(resolve(SearchConfig, {**opts, "epochs": 1}), tmp_path / "half",
+                      progress=False)
+    resumed = search.run_search(resolve(SearchConfig, opts), tmp_path / "half", resume=True,
+                                progress=False)
     strip = ("epoch_time", "wall_time", "peak_mem_mb", "time_arch", "time_forward",
              "time_backward")
     assert [{k: v for k, v in r.items() if k not in strip} for r in resumed.metrics] == \

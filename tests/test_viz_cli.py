@@ -14,10 +14,7 @@ from nasp.cli import draw as draw_cli
 from nasp.cli import plot as plot_cli
 from nasp.cli import report as report_cli
 from nasp.errors import NaspError
-from nasp.viz.synthetic import write_search_run
-
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
-                               reason="Graphviz 'dot' is not installed (apt-get install graphviz)")
+from synthetic import write_search_run
 
 
 def call(module: ModuleType, argv: list[str]) -> int:
@@ -72,8 +69,8 @@ def test_plot_rejects_a_folder_that_is_not_a_run(tmp_path):
         call(plot_cli, [tmp_path / "x"])
 
 
-@needs_dot
-def test_draw_from_run_folder_genotype_file_and_result(tmp_path, capsys):
+def test_draw_from_run_folder_genotype_file_and_result(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no Graphviz needed
     run = write_search_run(tmp_path / "r", epochs=1)
     ops = {op for cell in ("normal", "reduce")
            for op, _ in json.loads((run / "genotype.json").read_text())[cell]}
@@ -81,7 +78,7 @@ def test_draw_from_run_folder_genotype_file_and_result(tmp_path, capsys):
         out = tmp_path / f"{source.name}.svg"
         assert call(draw_cli, [source, "-o", out]) == 0
         root = ET.parse(out).getroot()
-        texts = {"".join(t.itertext()) for t in root.iter() if t.tag.endswith("text")}
+        texts = {"".join(t.itertext()).strip() for t in root.iter() if t.tag.endswith("text")}
         assert ops <= texts
     assert str(tmp_path / "r.svg") in capsys.readouterr().out
 
@@ -99,6 +96,15 @@ def test_draw_published_name_through_nasp_genotype(tmp_path):
     assert "sep_conv_3x3" in (tmp_path / "v2.dot").read_text()
     assert call(draw_cli, ["DARTS_V2", "--task", "lm", "-o", tmp_path / "rnn.dot"]) == 0
     assert "recurrent" in (tmp_path / "rnn.dot").read_text()
+
+
+def test_draw_png_of_a_published_name_and_graphviz_engine_without_dot(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert call(draw_cli, ["NASP_12", "-o", tmp_path / "n.png"]) == 0
+    assert (tmp_path / "n.png").read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(NaspError, match="dot") as err:
+        call(draw_cli, ["NASP_12", "-o", tmp_path / "g.svg", "--engine", "graphviz"])
+    assert "matplotlib" in err.value.hint
 
 
 def test_draw_unknown_name_is_a_user_error(tmp_path):
@@ -121,3 +127,6 @@ def test_report_cli_writes_the_page(tmp_path, capsys):
     assert call(report_cli, [run, "-o", out, "--title", "T"]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert capsys.readouterr().out.strip() == str(out)
+    assert "by epoch" not in out.read_text()
+    assert call(report_cli, [run, "-o", out, "--full"]) == 0
+    assert "by epoch" in out.read_text()  # the per-epoch architecture figures

@@ -6,12 +6,13 @@ import json
 import xml.etree.ElementTree as ET
 from statistics import mean
 
+import numpy as np
 import pytest
 
 from nasp.errors import NaspError
 from nasp.viz import plots
 from nasp.viz.runs import load_run
-from nasp.viz.synthetic import write_search_run
+from synthetic import write_search_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 OPS = ("max_pool_3x3", "skip_connect", "sep_conv_3x3")
@@ -116,7 +117,7 @@ def test_time_figure_has_one_line_per_run_with_the_metrics(tmp_path):
         assert list(line.get_xdata()) == pytest.approx([m["wall_time"] for m in run.metrics])
         assert list(line.get_ydata()) == pytest.approx([100 * m["valid_acc"]
                                                         for m in run.metrics])
-    assert ax.get_ylabel() == "validation accuracy (%)"
+    assert ax.get_ylabel() == "search-time valid accuracy (%)"
     # a colour per strategy, a line style per seed: 7 strategies x 3 seeds stay readable
     assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
     assert lines[0].get_linestyle() != lines[1].get_linestyle()
@@ -129,8 +130,8 @@ def test_time_figure_uses_perplexity_for_language_models(tmp_path):
     cnn = load_run(write_search_run(tmp_path / "cnn"))
     lm = load_run(write_search_run(tmp_path / "lm", task="lm", epochs=3))
     fig = plots.accuracy_vs_time_figure([cnn, lm])
-    assert [ax.get_ylabel() for ax in fig.axes] == ["validation accuracy (%)",
-                                                    "validation perplexity"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["search-time valid accuracy (%)",
+                                                    "search-time valid perplexity"]
     (line,) = fig.axes[1].get_lines()
     assert list(line.get_ydata()) == pytest.approx([m["valid_ppl"] for m in lm.metrics])
 
@@ -142,7 +143,7 @@ def test_lambda_figure_plots_means_over_seeds_and_every_run(tmp_path):
         (1.0, 0): (1.0, 0.80),
     }
     runs = [load_run(write_search_run(tmp_path / f"l{lam}-s{seed}", seed=seed, lambda_params=lam,
-                                      result={"eval_params_m": p, "valid_acc": a}))
+                                      result={"eval_params_m": p, "final_test_acc": a}))
             for (lam, seed), (p, a) in table.items()]
     fig = plots.lambda_figure(runs)
     ax_params, ax_acc = fig.axes
@@ -162,7 +163,7 @@ def test_lambda_figure_plots_means_over_seeds_and_every_run(tmp_path):
 
 def test_lambda_figure_without_lambda_is_a_user_error(tmp_path):
     run = load_run(write_search_run(tmp_path / "darts", strategy="darts"))
-    with pytest.raises(NaspError, match="lambda_params"):
+    with pytest.raises(NaspError, match="lambda_cost"):
         plots.lambda_figure([run])
 
 
@@ -178,3 +179,43 @@ def test_lambdas_differ(tmp_path):
     b = load_run(write_search_run(tmp_path / "b", lambda_params=0.1, seed=1))
     c = load_run(write_search_run(tmp_path / "c", lambda_params=0.2))
     assert not plots.lambdas_differ([a, b]) and plots.lambdas_differ([a, c])
+
+
+# --- one architecture figure per strategy -------------------------------------------------------
+
+@pytest.mark.parametrize("strategy, shown", [("nasp", "A"), ("darts", "softmax"),
+                                             ("asap", "weights"), ("random", "A_bar")])
+def test_summary_shows_the_mean_final_matrix_over_the_seeds(tmp_path, strategy, shown):
+    runs = [load_run(write_search_run(tmp_path / f"{strategy}-{s}", strategy=strategy, seed=s,
+                                      epochs=2, ops=OPS)) for s in range(3)]
+    fig = plots.arch_summary_figure(runs)
+    assert len(fig.axes) == 4  # normal, reduce and their colour bars
+    for ax, cell in zip(fig.axes, ("normal", "reduce")):
+        assert ax.get_title() == f"{cell} cell: final {shown}, mean of 3 runs"
+        expected = [[mean(r.arch[-1]["cells"][cell]["weights"][shown][e][k] for r in runs)
+                     for k in range(len(OPS))] for e in range(14)]
+        np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), expected)
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(OPS)
+
+
+def test_summary_counts_the_runs_that_kept_each_op(tmp_path):
+    runs = [load_run(write_search_run(tmp_path / f"r{s}", seed=s, epochs=1, ops=OPS))
+            for s in range(3)]
+    ax = plots.arch_summary_figure(runs).axes[0]
+    edges = [tuple(e) for e in runs[0].arch[0]["cells"]["normal"]["edges"]]
+    counts: dict[tuple[int, int], int] = {}
+    for run in runs:
+        pairs = run.genotype["normal"]
+        for i, (op, j) in enumerate(pairs):
+            key = (edges.index((i // 2, j)), OPS.index(op))
+            counts[key] = counts.get(key, 0) + 1
+    shown = {(round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text())
+             for t in ax.texts}
+    assert shown == counts and sum(shown.values()) == 3 * 8
+
+
+def test_summary_leaves_out_runs_of_another_space(tmp_path):
+    runs = [load_run(write_search_run(tmp_path / "a", epochs=1, ops=OPS)),
+            load_run(write_search_run(tmp_path / "b", seed=1, epochs=1, ops=OPS[:2]))]
+    ax = plots.arch_summary_figure(runs).axes[0]
+    assert ax.get_title().endswith("mean of 1 run")

@@ -8,7 +8,7 @@ import pytest
 
 from nasp.errors import NaspError
 from nasp.viz.runs import find_run_dirs, load_run, load_runs, run_labels
-from nasp.viz.synthetic import write_search_run
+from synthetic import write_search_run
 
 
 def test_load_run_reads_every_file(tmp_path):
@@ -101,3 +101,37 @@ def test_labels_add_seed_and_lambda_only_when_needed(tmp_path):
                                     ("c", "darts", 0, None), ("d", "nasp", 1, 0.5)]]
     assert run_labels(runs) == ["nasp, seed 0", "nasp, seed 1, λ=0.1", "darts",
                                 "nasp, seed 1, λ=0.5"]
+
+
+# --- genotype.json readable by people -----------------------------------------------------------
+
+@pytest.mark.parametrize("genotype", [
+    {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]] * 4, "normal_concat": [2, 3, 4, 5],
+     "reduce": [["max_pool_3x3", 0], ["max_pool_3x3", 1]] * 4, "reduce_concat": [2, 3, 4, 5]},
+    {"recurrent": [["relu", 0]] * 8, "concat": list(range(1, 9))},
+    {"cell": [["nor_conv_3x3", 0], ["none", 0], ["skip_connect", 1]], "cell_concat": [3]},
+])
+def test_genotype_json_has_one_edge_per_line_and_stays_plain_json(genotype):
+    from nasp.genotype import format_genotype_json
+
+    text = format_genotype_json(genotype)
+    assert json.loads(text) == genotype and text.endswith("}\n")
+    lines = text.splitlines()
+    edges = [pair for key, value in genotype.items() if not key.endswith("concat")
+             for pair in value]
+    for pair in edges:
+        assert f"    {json.dumps(pair)}," in lines or f"    {json.dumps(pair)}" in lines
+    # one line per edge, per concat key, per cell's opening and closing bracket, and the braces
+    cells = len(genotype) // 2
+    assert len(lines) == len(edges) + cells * 3 + 2
+
+
+def test_search_run_genotype_and_published_to_json_are_formatted(tmp_path):
+    from nasp.genotype import GENOTYPES, format_genotype_json
+
+    folder = write_search_run(tmp_path / "r", epochs=1)
+    text = (folder / "genotype.json").read_text()
+    assert text == format_genotype_json(json.loads(text))
+    path = tmp_path / "v2.json"
+    GENOTYPES["cnn"]["DARTS_V2"].to_json(path)
+    assert path.read_text().count("\n") == 8 + 8 + 2 * 3 + 2

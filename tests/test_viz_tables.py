@@ -1,4 +1,4 @@
-"""The comparison table: grouping, mean ± std over seeds, fallbacks, and its three renderings."""
+"""The comparison table: grouping, mean ± std over seeds, no fallbacks, its three renderings."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from statistics import stdev
 import pytest
 
 from nasp.viz.runs import load_run
-from nasp.viz.synthetic import write_search_run
 from nasp.viz.tables import FIELDS, comparison_rows, to_csv, to_html, to_markdown
+from synthetic import write_search_run
 
 
 def make(tmp_path, name, **kw):
@@ -22,33 +22,44 @@ def make(tmp_path, name, **kw):
 def runs(tmp_path):
     return [
         make(tmp_path, "nasp-0", strategy="nasp", seed=0,
-             result={"final_valid_acc": 0.90, "valid_acc": 0.5, "eval_params_m": 3.0,
+             result={"final_test_acc": 0.90, "search_valid_acc": 0.5, "eval_params_m": 3.0,
+                     "search_network": "the discrete network under Ā",
                      "search_time_s": 100.0, "time_arch": 10.0, "time_forward": 20.0,
                      "time_backward": 30.0, "peak_mem_mb": 500.0}),
         make(tmp_path, "darts-0", strategy="darts", seed=0,
-             result={"valid_acc": 0.85, "eval_params_m": 3.5, "search_time_s": 400.0}),
+             result={"final_test_acc": 0.85, "search_valid_acc": 0.7, "eval_params_m": 3.5,
+                     "search_network": "the softmax mixture", "search_time_s": 400.0}),
         make(tmp_path, "nasp-1", strategy="nasp", seed=1,
-             result={"valid_acc": 0.94, "eval_params_m": 4.0, "search_time_s": 300.0,
-                     "time_arch": 30.0, "time_forward": 40.0, "time_backward": 50.0,
-                     "peak_mem_mb": 700.0}),
+             result={"final_test_acc": 0.94, "search_valid_acc": 0.6, "eval_params_m": 4.0,
+                     "search_network": "the discrete network under Ā",
+                     "search_time_s": 300.0, "time_arch": 30.0, "time_forward": 40.0,
+                     "time_backward": 50.0, "peak_mem_mb": 700.0}),
     ]
 
 
 def test_rows_group_by_strategy_in_order_with_mean_and_sample_std(runs):
     nasp, darts = comparison_rows(runs)
     assert nasp["strategy"] == "nasp" and nasp["runs"] == 2
-    # final_valid_acc wins over valid_acc for the first run
-    assert nasp["valid_acc_mean"] == pytest.approx(0.92)
-    assert nasp["valid_acc_std"] == pytest.approx(stdev([0.90, 0.94]))
-    assert nasp["valid_acc_std"] == pytest.approx(0.0282843, abs=1e-6)
+    assert nasp["test_acc_mean"] == pytest.approx(0.92)
+    assert nasp["test_acc_std"] == pytest.approx(stdev([0.90, 0.94]))
+    assert nasp["search_acc_mean"] == pytest.approx(0.55)
+    assert nasp["search_network"] == "the discrete network under Ā"
     assert nasp["params_m"] == pytest.approx(3.5)
     assert nasp["search_time_s"] == pytest.approx(200.0)
     assert (nasp["time_arch_s"], nasp["time_forward_s"], nasp["time_backward_s"]) == \
         pytest.approx((20.0, 30.0, 40.0))
     assert nasp["peak_mem_mb"] == pytest.approx(600.0)
-    assert darts["runs"] == 1 and darts["valid_acc_mean"] == pytest.approx(0.85)
-    assert darts["valid_acc_std"] is None  # one seed: undefined, shown as "–"
+    assert darts["runs"] == 1 and darts["test_acc_mean"] == pytest.approx(0.85)
+    assert darts["test_acc_std"] is None  # one seed: undefined, shown as "–"
     assert list(nasp) == list(FIELDS)
+
+
+def test_a_search_that_was_not_retrained_has_no_test_accuracy(tmp_path):
+    """No silent fallback: the search-time figure never stands in for the retrained one."""
+    (row,) = comparison_rows([make(tmp_path, "r", result={"search_valid_acc": 0.9,
+                                                           "final_test_acc": None})])
+    assert row["test_acc_mean"] is None and row["search_acc_mean"] == pytest.approx(0.9)
+    assert "| – | 90.00 ± – |" in to_markdown([row])
 
 
 def test_phase_times_and_memory_fall_back_to_metrics(tmp_path):
@@ -67,19 +78,24 @@ def test_phase_times_and_memory_fall_back_to_metrics(tmp_path):
 def test_markdown_shows_percent_and_dash_for_single_runs(runs):
     text = to_markdown(comparison_rows(runs))
     lines = text.strip().splitlines()
-    assert lines[0].startswith("| strategy | runs | valid acc (%) | params (M) |")
+    assert lines[0].startswith("| strategy | runs | test acc, retrained (%) | search-time "
+                               "valid acc (%) | params (M) |")
     assert lines[1].startswith("| :--- | ---: |")
-    assert lines[2] == ("| nasp | 2 | 92.00 ± 2.83 | 3.50 | 200.0 | 20.0 | 30.0 | 40.0 "
-                        "| 600 |")
+    assert lines[2] == ("| nasp | 2 | 92.00 ± 2.83 | 55.00 ± 7.07 | 3.50 | 200.0 | 20.0 | 30.0 "
+                        "| 40.0 | 600 |")
     # the darts run keeps the synthetic phase times: 3 epochs of 3 + 2 + 4 s
-    assert lines[3] == "| darts | 1 | 85.00 ± – | 3.50 | 400.0 | 9.0 | 6.0 | 12.0 | 100 |"
+    assert lines[3] == ("| darts | 1 | 85.00 ± – | 70.00 ± – | 3.50 | 400.0 | 9.0 | 6.0 | 12.0 "
+                        "| 100 |")
+    # the splits and what each search-time figure measured are written under the table
+    assert "held-out test set" in text and "darts: search-time metric of the softmax" in text
 
 
 def test_language_model_runs_get_a_perplexity_column(tmp_path):
-    rows = comparison_rows([make(tmp_path, "a", task="lm", result={"valid_ppl": 80.0}),
-                            make(tmp_path, "b", task="lm", seed=1, result={"valid_ppl": 90.0})])
+    rows = comparison_rows([make(tmp_path, "a", task="lm", result={"final_test_ppl": 80.0}),
+                            make(tmp_path, "b", task="lm", seed=1,
+                                 result={"final_test_ppl": 90.0})])
     text = to_markdown(rows)
-    assert "valid ppl" in text and "valid acc" not in text
+    assert "test ppl" in text and "acc" not in text.splitlines()[0]
     assert "| 85.00 ± 7.07 |" in text
 
 
@@ -88,8 +104,8 @@ def test_csv_holds_raw_numbers(runs, tmp_path):
     with path.open() as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(FIELDS)
-    assert float(rows[0]["valid_acc_mean"]) == pytest.approx(0.92)
-    assert rows[1]["valid_acc_std"] == "" and rows[1]["strategy"] == "darts"
+    assert float(rows[0]["test_acc_mean"]) == pytest.approx(0.92)
+    assert rows[1]["test_acc_std"] == "" and rows[1]["strategy"] == "darts"
 
 
 def test_html_table_escapes_cells(tmp_path):
@@ -107,4 +123,4 @@ def test_html_table_escapes_cells(tmp_path):
 
     parser = Cells()
     parser.feed(text)
-    assert parser.tags.count("tr") == 2 and parser.tags.count("th") == 9
+    assert parser.tags.count("tr") == 2 and parser.tags.count("th") == 10

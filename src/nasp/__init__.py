@@ -5,14 +5,20 @@ __version__ = "0.1.0"
 
 from nasp.errors import NaspError  # noqa: E402
 
+_API = ("search", "resume", "train", "search_or_continue")
+
 
 def __getattr__(name: str):
     # the API pulls in torch and the data layer; import it on first use so `nasp --help` is quick
-    if name in ("search", "resume"):
+    if name in _API:
         from nasp import api
 
         return getattr(api, name)
+    if name == "load":
+        from nasp.export.load import load
+
+        return load
     raise AttributeError(name)
 
 
-__all__ = ["NaspError", "search", "resume", "__version__"]
+__all__ = ["NaspError", "__version__", "load", *_API]

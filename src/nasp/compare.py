@@ -1,23 +1,33 @@
 """``nasp compare``: every (strategy, seed) search on one budget, every result scored alike.
 
 Each search writes a normal run folder ``OUT/<strategy>-s<seed>/``. Its final discrete
-architecture is then trained from scratch with the ``fixed`` strategy on the same search code,
-data split and seed, for ``score_epochs`` epochs (default: the search's epochs), in
-``OUT/<strategy>-s<seed>/score/``; the last epoch's validation accuracy of that training is added
-to the search's result.json as ``final_valid_acc`` (language models: ``final_valid_ppl``), so
-every strategy - whether it ends in a supernet (DARTS, ASAP), a discrete net (NASP, PA) or a
-short-trained candidate (random search) - is measured by the same yardstick. The table
+architecture is then trained from scratch with the ``fixed`` strategy on the same search code
+and seed, for ``score_epochs`` epochs (default: the search's epochs), in
+``OUT/<strategy>-s<seed>/score/``, and scored on data no strategy has seen. Three splits:
+
+* the weight split (``train_portion`` of the training set) trains the network weights during
+  the search, and trains the scored network from scratch;
+* the architecture split (the rest) trains the architecture parameters, gives the per-epoch
+  search metrics, and is where random search picks its candidate;
+* the test set, held out: only the scoring reads it (``evaluate_on="test"``).
+
+The score (``final_test_acc``; language models ``final_test_ppl``) is added to the search's
+result.json, so every strategy - whether it ends in a supernet (DARTS, ASAP), a discrete net
+(NASP, PA) or a short-trained candidate (random search) - is measured by one yardstick. The table
 (``comparison.md``, ``comparison.csv``) is rewritten after every finished run.
 
 An interrupted compare continues where it stopped: finished searches and scores are reused,
 unfinished ones are resumed from their checkpoints. A run folder made with other options is an
-error rather than silently mixed in (``overwrite`` redoes the runs).
+error rather than silently mixed in (``overwrite`` redoes the runs). The compare folder is locked
+while a compare runs, each run folder while its run does; run processes die with the compare.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,13 +37,18 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from nasp.config import SearchConfig, resolve
+from nasp.configs import SearchConfig, resolve
 from nasp.errors import NaspError
-from nasp.runs import read_json, write_json
+from nasp.run_folder import (
+    acquire_lock,
+    atomic_write_bytes,
+    ensure_dir,
+    read_json,
+    release_lock,
+    write_json,
+)
 
-# config keys that may differ between a saved run and a compare continuing it
-_IGNORED = {"command", "out", "device", "log_every", "checkpoint_every"}
-_FINAL_KEYS = ("valid_acc", "valid_loss", "valid_ppl")
+SCORE_KEYS = ("test_acc", "test_loss", "test_ppl")
 
 
 def parse_list(value: str | Iterable[Any], kind: type, what: str) -> list[Any]:
@@ -74,81 +89,75 @@ def _per_strategy_options(options: Any, strategies: Sequence[str]) -> dict[str, 
     return options
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in json.loads(json.dumps(config)).items() if k not in _IGNORED}
-
-
-def _check_same(run_dir: Path, cfg: SearchConfig) -> None:
-    """A reused run folder must have been made with the options asked for now."""
-    saved = _comparable(read_json(run_dir / "config.json"))
-    wanted = _comparable(cfg.to_dict())
-    diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-    if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now" for k in diff)
-        raise NaspError(f"{run_dir} holds a run made with other options ({shown})",
-                        "use another --out, or --overwrite to redo the runs")
-
-
-def _run(cfg_options: dict[str, Any], config: str | os.PathLike | None, run_dir: Path,
+def _run(options: dict[str, Any], config: str | os.PathLike | None, run_dir: Path,
          overwrite: bool, progress: bool) -> tuple[dict[str, Any], str]:
     """Search (or reuse, or resume) one run folder; returns its result.json and what was done."""
-    from nasp.api import resume, search
+    from nasp.api import search, search_or_continue
 
-    cfg = resolve(cfg_options, config)
-    if not overwrite and (run_dir / "result.json").exists():
-        _check_same(run_dir, cfg)
-        return read_json(run_dir / "result.json"), "reused"
-    if not overwrite and (run_dir / "checkpoint.pt").exists():
-        _check_same(run_dir, cfg)
-        return resume(run_dir, progress=progress).result, "resumed"
-    res = search(config=config, overwrite=True, progress=progress, out=str(run_dir),
-                 **cfg_options)
-    return res.result, "ran"
+    if overwrite:
+        res = search(config=config, overwrite=True, progress=progress, out=str(run_dir),
+                     **options)
+        return res.result, "ran"
+    return search_or_continue(config, progress=progress, out=str(run_dir), **options)
+
+
+def score_options(run_dir: Path, options: dict[str, Any], score_epochs: int) -> dict[str, Any]:
+    """The ``fixed`` search that scores a run's final architecture: trained from scratch on the
+    weight split for ``score_epochs``, evaluated on the held-out test set."""
+    return {**options, "strategy": "fixed", "epochs": score_epochs, "evaluate_on": "test",
+            "strategy_options": {"genotype": str(run_dir / "genotype.json")}}
 
 
 def score_run(run_dir: Path, options: dict[str, Any], config: str | os.PathLike | None,
-              score_epochs: int, overwrite: bool = False, progress: bool = False
-              ) -> dict[str, Any]:
-    """Train a search run's genotype from scratch (``fixed``) and record ``final_*`` metrics in
-    its result.json; returns that result.json."""
+              score_epochs: int, overwrite: bool = False, progress: bool = False,
+              only_finished: bool = False) -> dict[str, Any]:
+    """Train a search run's genotype from scratch (``fixed``, weight split) and record its
+    held-out test metrics as ``final_*`` in the search's result.json; returns that.
+    ``only_finished``: record a score that is already there, start nothing."""
+    from nasp.api import check_same_run
+
     result = read_json(run_dir / "result.json")
     if (not overwrite and result.get("score_epochs") == score_epochs
-            and any(f"final_{k}" in result for k in _FINAL_KEYS)):
+            and any(f"final_{k}" in result for k in SCORE_KEYS)):
         return result
-    if not isinstance(result.get("genotype"), dict):
-        raise NaspError(f"{run_dir / 'result.json'} has no genotype", "redo the search")
-    fixed = {**options, "strategy": "fixed", "epochs": score_epochs,
-             "strategy_options": {"genotype": result["genotype"]}}
+    fixed = score_options(run_dir, options, score_epochs)
     score_dir = run_dir / "score"
     if not overwrite and (score_dir / "config.json").exists():
-        try:  # a score folder is derived data: one of another genotype or budget is redone
-            _check_same(score_dir, resolve(fixed, config))
+        try:  # a score folder is derived data: one of another budget is redone
+            check_same_run(score_dir, resolve(SearchConfig, fixed, config))
         except NaspError:
             overwrite = True
+    if only_finished and not (score_dir / "result.json").exists():
+        return result
     score, _ = _run(fixed, config, score_dir, overwrite, progress)
-    for key in _FINAL_KEYS:
-        if key in score:
-            result[f"final_{key}"] = score[key]
+    for key in SCORE_KEYS:
+        if f"search_{key}" in score:
+            result[f"final_{key}"] = score[f"search_{key}"]
     result["score_epochs"] = score_epochs
     result["score_time_s"] = score.get("search_time_s")
-    if result.get("eval_params_m") is None:
-        result["eval_params_m"] = score.get("eval_params_m")
     write_json(run_dir / "result.json", result)
     return result
 
 
 def search_and_score(options: dict[str, Any], config: str | None, run_dir: str,
                      score_epochs: int, overwrite: bool, progress: bool) -> str:
-    """One (strategy, seed): search (or reuse/resume), then score; returns what the search did."""
-    path = Path(run_dir)
-    _, how = _run(options, config, path, overwrite, progress)
-    # a fresh search invalidates an old score of that folder
-    score_run(path, options, config, score_epochs, overwrite or how == "ran", progress)
+    """One (strategy, seed): search (or reuse/resume), then score; returns what the search did.
+    Holds the run folder's lock throughout, so no other compare touches it meanwhile."""
+    path = ensure_dir(run_dir)
+    acquire_lock(path)
+    try:
+        _, how = _run(options, config, path, overwrite, progress)
+        # a fresh search invalidates an old score of that folder
+        score_run(path, options, config, score_epochs, overwrite or how == "ran", progress)
+    finally:
+        release_lock(path)
     return how
 
 
-def _in_child(job: dict[str, Any], threads: int | None = None) -> str:
-    """``search_and_score`` in a fresh interpreter; a ``NaspError`` there is raised here.
+def _in_child(job: dict[str, Any], threads: int | None = None,
+              again: str = "the same nasp compare call") -> str:
+    """``search_and_score`` in a fresh interpreter that dies with this one; a ``NaspError``
+    there is raised here, a death by signal (the out-of-memory killer) is named as such.
     ``threads`` caps the child's CPU threads unless the user already set OMP_NUM_THREADS."""
     import nasp
 
@@ -161,12 +170,20 @@ def _in_child(job: dict[str, Any], threads: int | None = None) -> str:
         src = str(Path(nasp.__file__).resolve().parents[1])  # this very nasp, installed or not
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         code = subprocess.call([sys.executable, "-c", "import sys; from nasp.compare import "
-                                "_child_main; _child_main(sys.argv[1], sys.argv[2])",
-                                str(job_file), str(answer)], env=env)
+                                "_child_main; _child_main(sys.argv[1], sys.argv[2], "
+                                "int(sys.argv[3]))", str(job_file), str(answer),
+                                str(os.getpid())], env=env)
         reply = json.loads(answer.read_text()) if answer.exists() else None
+    if code < 0 and -code != signal.SIGINT:
+        name = signal.Signals(-code).name
+        raise NaspError(f"the run in {job['run_dir']} was killed by {name}"
+                        + (" (likely the out-of-memory killer)" if -code == signal.SIGKILL
+                           else ""),
+                        f"free memory (or lower --jobs), then continue with `{again}`; "
+                        "finished runs are reused")
+    if code in (130, -signal.SIGINT):
+        raise KeyboardInterrupt
     if reply is None or code != 0:
-        if code < 0 or code == 130:
-            raise KeyboardInterrupt
         raise RuntimeError(f"the run in {job['run_dir']} failed (exit status {code}); its "
                            "traceback is above")
     if "error" in reply:
@@ -174,7 +191,21 @@ def _in_child(job: dict[str, Any], threads: int | None = None) -> str:
     return str(reply["how"])
 
 
-def _child_main(job_file: str, answer_file: str) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux), and check the parent
+    is still there (it may have died before the request)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: a killed compare may leave its runs going; their locks stay safe
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child_main(job_file: str, answer_file: str, parent: int) -> None:
+    _die_with_parent(parent)
     job = json.loads(Path(job_file).read_text())
     try:
         reply: dict[str, Any] = {"how": search_and_score(**job)}
@@ -190,7 +221,7 @@ def write_table(out: Path, run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
 
     runs = [load_run(d) for d in run_dirs if (d / "result.json").exists()]
     rows = comparison_rows(runs)
-    (out / "comparison.md").write_text(to_markdown(rows))
+    atomic_write_bytes(out / "comparison.md", to_markdown(rows).encode())
     to_csv(rows, out / "comparison.csv")
     return rows
 
@@ -199,14 +230,32 @@ def _check_strategies(names: Sequence[str], per_strategy: dict[str, dict[str, An
                       search_options: dict[str, Any], config: str | os.PathLike | None) -> None:
     """Build every strategy once on the CPU (cheap: no network, no data), so a bad strategy
     option fails before hours of other runs, not in the middle of them."""
-    import torch
-
     from nasp.loops.search import build_strategy
 
     for name in names:
-        cfg = resolve({**search_options, "strategy": name,
-                       "strategy_options": dict(per_strategy.get(name, {}))}, config)
-        build_strategy(cfg, torch.device("cpu"))
+        build_strategy(resolve(SearchConfig, {**search_options, "strategy": name,
+                                              "strategy_options": dict(per_strategy.get(name, {}))},
+                               config))
+
+
+class Progress:
+    """Runs done of total, elapsed time and an estimate of the time left, one line per run."""
+
+    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+        self.total, self.say, self.done, self.t0 = total, say, 0, time.perf_counter()
+
+    def __call__(self, line: str) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        left = elapsed / self.done * (self.total - self.done)
+        self.say(f"[{self.done}/{self.total} runs, {_clock(elapsed)} elapsed, about "
+                 f"{_clock(left)} left] {line}")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
 
 
 def compare(
@@ -221,6 +270,9 @@ def compare(
     isolate: bool = True,
     jobs: int = 1,
     log: Callable[[str], None] | None = print,
+    command: str | None = None,
+    plan: str | os.PathLike | None = None,
+    launch: str = "nasp",
     **search_options: Any,
 ) -> list[dict[str, Any]]:
     """Run every (strategy, seed) search into ``out``, score each result, write the table.
@@ -234,7 +286,14 @@ def compare(
     ``cpu_count // jobs`` CPU threads (unless OMP_NUM_THREADS is set): on a many-core CPU this
     is how a 21-run comparison fits in an afternoon. Concurrent runs share the machine, so
     their wall times are those of a shared machine; on one GPU keep ``jobs=1`` for Table-6
-    style timings. Returns the table's rows (``nasp.viz.tables.comparison_rows``)."""
+    style timings. ``command`` is the command line that started the compare, named in errors
+    as the way to continue it. Returns the table's rows (``nasp.viz.tables.comparison_rows``).
+
+    ``plan`` (a file path): run nothing here. Without the file, write it: one self-contained
+    command line per (strategy, seed) - its search, then its scoring, each started with
+    ``launch`` (e.g. ``torchrun --nproc-per-node 8 -m nasp``) and safe to re-run (finished
+    work is kept, interrupted work resumed) - for any scheduler (a SLURM job array, GNU
+    parallel). With the file, tabulate what has finished and say what has not."""
     from nasp.strategies import get_strategy
 
     names = parse_list(strategies, str, "strategies")
@@ -248,26 +307,117 @@ def compare(
     per_strategy = _per_strategy_options(search_options.pop("strategy_options", None), names)
     # resolve once up front: bad options fail now, and the scoring budget defaults to the
     # search's epochs (the same for every strategy)
-    base = resolve({**search_options, "strategy": names[0]}, config)
+    base = resolve(SearchConfig, {**search_options, "strategy": names[0]}, config)
     _check_strategies(names, per_strategy, search_options, config)
-    epochs = int(score_epochs) if score_epochs is not None else base.epochs
-    if epochs < 1:
+    epochs = score_epochs if score_epochs is not None else base.epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise NaspError(f"invalid score epochs {score_epochs!r}", "use --score-epochs 1 or more")
-    if not isinstance(jobs, int) or jobs < 1:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise NaspError(f"invalid jobs {jobs!r}", "use --jobs 1 or more")
     if jobs > 1 and not isolate:
         raise NaspError("parallel runs need a process each", "drop --in-process or use --jobs 1")
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_dir(out).resolve()  # absolute: plan lines run from anywhere
+    if plan is not None:
+        return _plan(Path(plan), names, seed_list, out_dir, per_strategy, search_options,
+                     config, epochs, launch, log)
+    acquire_lock(out_dir)
+    try:
+        return _compare(names, seed_list, out_dir, per_strategy, search_options, config, epochs,
+                        overwrite, progress, isolate, jobs, log,
+                        command or "the same nasp compare call")
+    finally:
+        release_lock(out_dir)
+
+
+def _flags(options: dict[str, Any], config: str | os.PathLike | None) -> list[str]:
+    """``nasp search`` command-line options that resolve to ``options``."""
+    out = ["--config", str(Path(config).resolve())] if config else []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value == {}:
+            continue
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, dict):
+            out += [flag, json.dumps(value, separators=(",", ":"))]
+        elif isinstance(value, list | tuple):
+            out += [flag, ",".join(map(str, value))]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def plan_lines(names: list[str], seeds: list[int], out_dir: Path,
+               per_strategy: dict[str, dict[str, Any]], search_options: dict[str, Any],
+               config: str | os.PathLike | None, score_epochs: int, launch: str) -> list[str]:
+    """One shell line per (strategy, seed): its search, then its scoring; both ``--continue``,
+    so a line re-run after a pre-emption picks up where it stopped."""
+    prefix = shlex.split(launch)
+    lines = []
+    for name in names:
+        for seed in seeds:
+            run_dir = out_dir / run_name(name, seed)
+            opts = {**search_options, "strategy": name, "seed": seed,
+                    "strategy_options": dict(per_strategy.get(name, {}))}
+            search = [*prefix, "search", "--continue", "--quiet",
+                      *_flags({**opts, "out": str(run_dir)}, config)]
+            score = [*prefix, "search", "--continue", "--quiet",
+                     *_flags({**score_options(run_dir, opts, score_epochs),
+                              "out": str(run_dir / "score")}, config)]
+            lines.append(f"{shlex.join(search)} && {shlex.join(score)}")
+    return lines
+
+
+def _plan(path: Path, names: list[str], seed_list: list[int], out_dir: Path,
+          per_strategy: dict[str, dict[str, Any]], search_options: dict[str, Any],
+          config: str | os.PathLike | None, epochs: int, launch: str,
+          log: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    say = log or (lambda _msg: None)
+    lines = plan_lines(names, seed_list, out_dir, per_strategy, search_options, config, epochs,
+                       launch)
+    pairs = [(n, s) for n in names for s in seed_list]
+    if not path.exists():
+        ensure_dir(path.parent)
+        atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode())
+        say(f"plan: {len(lines)} command lines in {path} (line k: {run_name(*pairs[0])} ...); "
+            f"run them with any scheduler, then run this command again to tabulate")
+        return []
+    written = path.read_text().splitlines()
+    if written != lines:
+        raise NaspError(f"{path} holds a plan made with other options or another --launch",
+                        "give the options it was written with, or a new --plan file")
+    run_dirs = [out_dir / run_name(n, s) for n, s in pairs]
+    unfinished = []
+    for i, ((name, seed), run_dir) in enumerate(zip(pairs, run_dirs, strict=True), 1):
+        options = {**search_options, "strategy": name, "seed": seed,
+                   "strategy_options": dict(per_strategy.get(name, {}))}
+        if not (run_dir / "result.json").exists():
+            unfinished.append(f"{run_dir.name} (search; line {i})")
+            continue
+        result = score_run(run_dir, options, config, epochs, only_finished=True)
+        if not any(f"final_{k}" in result for k in SCORE_KEYS):
+            unfinished.append(f"{run_dir.name} (scoring; line {i})")
+    rows = write_table(out_dir, run_dirs) if len(unfinished) < len(pairs) else []
+    say(f"{len(pairs) - len(unfinished)} of {len(pairs)} runs finished"
+        + (f"; not yet: {', '.join(unfinished)} of {path}" if unfinished else "")
+        + (f"; table: {out_dir / 'comparison.md'}" if rows else ""))
+    return rows
+
+
+def _compare(names: list[str], seed_list: list[int], out_dir: Path,
+             per_strategy: dict[str, dict[str, Any]], search_options: dict[str, Any],
+             config: str | os.PathLike | None, epochs: int, overwrite: bool, progress: bool,
+             isolate: bool, jobs: int, log: Callable[[str], None] | None,
+             command: str) -> list[dict[str, Any]]:
     write_json(out_dir / "compare.json", {
         "command": "compare", "strategies": names, "seeds": seed_list, "score_epochs": epochs,
         "config": str(config) if config else None, "options": search_options,
         "strategy_options": per_strategy})
-    say = log or (lambda _msg: None)
     pairs = [(n, s) for n in names for s in seed_list]
     run_dirs = [out_dir / run_name(n, s) for n, s in pairs]
     jobs = min(jobs, len(pairs))
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    report = Progress(len(pairs), log or (lambda _msg: None))
 
     def one(name: str, seed: int) -> tuple[str, float]:
         options = {**search_options, "strategy": name, "seed": seed,
@@ -276,34 +426,35 @@ def compare(
                    run_dir=str(out_dir / run_name(name, seed)), score_epochs=epochs,
                    overwrite=overwrite, progress=progress and jobs == 1)
         t0 = time.perf_counter()
-        how = _in_child(job, threads) if isolate else search_and_score(**job)
+        how = _in_child(job, threads, command) if isolate else search_and_score(**job)
         return how, time.perf_counter() - t0
 
     rows: list[dict[str, Any]] = []
 
-    def finished(i: int, name: str, seed: int, how: str, seconds: float) -> None:
+    def finished(name: str, seed: int, how: str, seconds: float) -> None:
         nonlocal rows
         run_dir = out_dir / run_name(name, seed)
         result = read_json(run_dir / "result.json")
-        metric = "acc" if "final_valid_acc" in result else "ppl"
-        final = result.get(f"final_valid_{metric}")
-        say(f"[{i}/{len(pairs)}] {run_dir.name}: search {how} "
-            f"({float(result.get('search_time_s') or 0):.1f} s searching); scored over {epochs} "
-            f"epoch(s): final valid {metric} "
-            f"{'n/a' if final is None else format(final, '.4f')} ({seconds:.1f} s)")
+        metric = "acc" if "final_test_acc" in result else "ppl"
+        final = result.get(f"final_test_{metric}")
+        report(f"{run_dir.name}: search {how} "
+               f"({float(result.get('search_time_s') or 0):.1f} s searching); retrained "
+               f"{epochs} epoch(s): held-out test {metric} "
+               f"{'n/a' if final is None else format(final, '.4f')} ({seconds:.1f} s)")
         rows = write_table(out_dir, run_dirs)
 
     if jobs == 1:
-        for i, (name, seed) in enumerate(pairs, 1):
-            finished(i, name, seed, *one(name, seed))
+        for name, seed in pairs:
+            finished(name, seed, *one(name, seed))
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(one, n, s): (n, s) for n, s in pairs}
             try:
-                for i, future in enumerate(as_completed(futures), 1):
-                    finished(i, *futures[future], *future.result())
+                for future in as_completed(futures):
+                    finished(*futures[future], *future.result())
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)  # running children finish
                 raise
-    say(f"table: {out_dir / 'comparison.md'}, {out_dir / 'comparison.csv'}")
+    if log:
+        log(f"table: {out_dir / 'comparison.md'}, {out_dir / 'comparison.csv'}")
     return rows

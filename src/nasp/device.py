@@ -1,10 +1,13 @@
-"""Choosing the training device from a ``--device`` option, with an actionable error, and
-the process-wide CPU allocator setting the language-model runs need."""
+"""Choosing the training device from a ``--device`` option, with an actionable error, the
+memory format networks and batches use on it, and the process-wide CPU allocator setting the
+language-model runs need."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -23,6 +26,59 @@ def resolve_device(name: str) -> torch.device:
         raise NaspError("--device cuda was asked for but no CUDA GPU is available",
                         "use --device cpu (or auto)")
     return dev
+
+
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+# What ``--memory-format auto`` resolves to, per device type. Measured, not assumed (torch 2.13,
+# one thread of an AMD EPYC (Zen 3) CPU, ms per call at search size 64x16x32x32, NCHW -> NHWC):
+# torch's max pool 3x3 34 -> 5.4, avg pool 3x3 19 -> 6.2, depthwise 3x3 forward 1.1 -> 0.6 and
+# input gradient 10.4 -> 1.0, BN 2.5 -> 1.0; whole steps: a NASP search iteration 11 -> 5.8 s,
+# the DARTS_V2 evaluation network 5.0 -> 6.0 training and 23.7 -> 30.9 inference images/s
+# (issue 14, quiet machine). Nothing measured got slower. cuDNN's tensor-core kernels want NHWC
+# as well. Other devices (mps, xpu, ...) keep torch's default until someone measures them.
+_CHANNELS_LAST_DEVICES = ("cpu", "cuda")
+
+
+def resolve_memory_format(device: torch.device | str, value: str = "auto") -> torch.memory_format:
+    """The memory format of 4-D activations, weights and batches on ``device``.
+
+    ``auto`` is a fixed per-device-type choice rather than a start-up measurement, so two runs of
+    one config compute the same numbers; record :func:`memory_format_name` of the result in the
+    run's config so a resumed run uses it even if this default changes."""
+    if value == "channels_last":
+        return torch.channels_last
+    if value == "contiguous":
+        return torch.contiguous_format
+    if value != "auto":
+        raise NaspError(f"unknown memory format {value!r}",
+                        "use --memory-format " + ", ".join(MEMORY_FORMATS))
+    kind = torch.device(device).type
+    return torch.channels_last if kind in _CHANNELS_LAST_DEVICES else torch.contiguous_format
+
+
+def memory_format_name(fmt: torch.memory_format) -> str:
+    """The ``--memory-format`` value that resolves to ``fmt`` (for config.json)."""
+    if fmt == torch.channels_last:
+        return "channels_last"
+    if fmt == torch.contiguous_format:
+        return "contiguous"
+    raise ValueError(f"unsupported memory format for images: {fmt}")
+
+
+def resolve_amp(device: torch.device | str, value: bool | None = None) -> bool:
+    """Whether weight steps run under bf16 autocast: ``None`` means on CUDA only (on the CPU
+    bf16 is slower wherever the cores lack bf16 arithmetic, and float32 is exact enough)."""
+    return torch.device(device).type == "cuda" if value is None else bool(value)
+
+
+def autocast(device: torch.device | str, enabled: bool) -> AbstractContextManager:
+    """bf16 autocast on ``device`` when ``enabled``, else a no-op. Wrap the weight step's
+    forward (and loss) only: NASP's and DARTS's architecture gradients stay in float32, since
+    Ā's gradients are sums over the whole batch where bf16's 8-bit mantissa would show."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def tune_cpu_allocator() -> None:

@@ -3,6 +3,10 @@
 A genotype lists, per cell type, ``keep`` (op, input) pairs per intermediate node in node order,
 and the nodes the cell output combines. It round-trips through JSON unchanged and prints the
 way DARTS's genotypes do, so published architectures can be pasted in and compared.
+
+Three families share the record: DARTS-style CNN cells (``normal``, ``reduce``), recurrent
+cells (``recurrent``), and NAS-Bench-201 cells (``cell``: all six edges of nodes 1..3 in node
+order, output node 3), which also convert to and from the benchmark's cell string.
 """
 
 from __future__ import annotations
@@ -14,10 +18,36 @@ from pathlib import Path
 from typing import Any
 
 from nasp.errors import NaspError
+from nasp.nb201 import strings as nb201_strings
 
 RNN_ACTIVATIONS = ("none", "tanh", "relu", "sigmoid", "identity")
 CNN_CELLS = ("normal", "reduce")
 RNN_CELLS = ("recurrent",)
+NB201_CELLS = ("cell",)
+NB201_CONCAT = (3,)
+
+
+# cell type -> (states before the first intermediate node, intermediate nodes, kept edges per
+# node; None: node i keeps all of its inputs + i edges, as NAS-Bench-201 cells do). The one
+# description of a genotype's cell shape: validation, drawings and tables read it from here.
+CELL_SHAPES: dict[str, tuple[int, int, int | None]] = {
+    "normal": (2, 4, 2), "reduce": (2, 4, 2), "recurrent": (1, 8, 1), "cell": (1, 3, None)}
+
+
+def node_sizes(cell: str) -> list[int]:
+    """Kept edges of each intermediate node of a ``cell``-type genotype, in node order."""
+    inputs, nodes, keep = CELL_SHAPES[cell]
+    return [inputs + i if keep is None else keep for i in range(nodes)]
+
+
+def edge_nodes(cell: str) -> list[int]:
+    """The intermediate node (0-based) of each edge of a ``cell``-type genotype's list."""
+    return [n for n, size in enumerate(node_sizes(cell)) for _ in range(size)]
+
+
+def _whole(value: Any) -> bool:
+    """A JSON whole number: ``1``, not ``1.7``, ``"1"`` or ``true``."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -30,6 +60,26 @@ class Genotype:
     @property
     def task(self) -> str:
         return "lm" if "recurrent" in self.cells else "cnn"
+
+    @property
+    def family(self) -> str:
+        """``"darts"`` (normal + reduce cells), ``"rnn"`` or ``"nb201"``."""
+        if "recurrent" in self.cells:
+            return "rnn"
+        return "nb201" if "cell" in self.cells else "darts"
+
+    @property
+    def arch_str(self) -> str:
+        """The NAS-Bench-201 cell string of an nb201 genotype."""
+        if self.family != "nb201":
+            raise NaspError(f"a {self.family} genotype has no NAS-Bench-201 cell string",
+                            "only genotypes of the nb201 space do")
+        return nb201_strings.format_arch(self.cells["cell"])
+
+    @classmethod
+    def from_arch_str(cls, text: str) -> Genotype:
+        """The nb201 genotype of a benchmark cell string (``|nor_conv_3x3~0|+|...|``)."""
+        return nb201_genotype(nb201_strings.parse_arch(text))
 
     # DARTS-style attribute access: genotype.normal, genotype.reduce_concat, genotype.recurrent
     def __getattr__(self, name: str) -> Any:
@@ -55,16 +105,18 @@ class Genotype:
         return out
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=None)
+        """The genotype.json text (:func:`format_genotype_json`), written to ``path`` if given."""
+        text = format_genotype_json(self.to_dict())
         if path is not None:
-            Path(path).write_text(text + "\n")
+            Path(path).write_text(text)
         return text
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "genotype") -> Genotype:
         if not isinstance(data, dict):
             raise NaspError(f"{source}: expected a JSON object", "see docs/run-folder.md")
-        names = RNN_CELLS if "recurrent" in data else CNN_CELLS
+        names = (RNN_CELLS if "recurrent" in data else NB201_CELLS if "cell" in data
+                 else CNN_CELLS)
         cells, concat = {}, {}
         for cell in names:
             ckey = cls._concat_key(cell)
@@ -72,15 +124,22 @@ class Genotype:
                 raise NaspError(
                     f"{source}: missing key {cell!r} or {ckey!r}",
                     "a CNN genotype has normal, normal_concat, reduce, reduce_concat; "
-                    "a recurrent one has recurrent, concat",
+                    "a recurrent one has recurrent, concat; an nb201 one has cell, cell_concat",
                 )
-            try:
-                cells[cell] = tuple((str(op), int(j)) for op, j in data[cell])
-                concat[cell] = tuple(int(n) for n in data[ckey])
-            except (TypeError, ValueError):
-                raise NaspError(
-                    f"{source}: {cell!r} must be a list of [op, input] pairs", "fix the JSON"
-                ) from None
+            pairs, nodes = data[cell], data[ckey]
+            if not isinstance(pairs, list | tuple) or not all(
+                    isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str)
+                    and _whole(p[1]) for p in pairs):
+                raise NaspError(f"{source}: {cell!r} must be a list of [op, input] pairs with "
+                                "whole-number inputs", "fix the genotype")
+            if not isinstance(nodes, list | tuple) or not all(_whole(n) for n in nodes):
+                raise NaspError(f"{source}: {ckey!r} must be a list of whole node numbers",
+                                "fix the genotype")
+            if len(set(nodes)) != len(nodes):
+                raise NaspError(f"{source}: {ckey!r} {list(nodes)} names a node twice",
+                                "list each node once")
+            cells[cell] = tuple((op, int(j)) for op, j in pairs)
+            concat[cell] = tuple(int(n) for n in nodes)
         geno = cls(cells, concat)
         geno.validate(source)
         return geno
@@ -92,7 +151,8 @@ class Genotype:
             p = p / "genotype.json"
         if not p.exists():
             raise NaspError(f"genotype file {p} does not exist",
-                            "pass a genotype.json, a search run folder or a published name: "
+                            "pass a genotype.json, a search run folder, a NAS-Bench-201 cell "
+                            "string or a published name: "
                             + ", ".join(sorted(set(GENOTYPES["cnn"]) | set(GENOTYPES["lm"]))))
         try:
             data = json.loads(p.read_text())
@@ -104,15 +164,19 @@ class Genotype:
         """Check op names, input indices and edge counts; raise ``NaspError`` naming the fault."""
         from nasp.ops import OPS
 
+        if self.family == "nb201":
+            self._validate_nb201(source)
+            return
         recurrent = self.task == "lm"
-        inputs, nodes, keep = (1, 8, 1) if recurrent else (2, 4, 2)
         for cell, pairs in self.cells.items():
-            if len(pairs) != nodes * keep:
+            inputs, nodes, keep = CELL_SHAPES[cell]
+            where = edge_nodes(cell)
+            if len(pairs) != len(where):
                 raise NaspError(
-                    f"{source}: cell {cell!r} has {len(pairs)} edges, expected {nodes * keep} "
+                    f"{source}: cell {cell!r} has {len(pairs)} edges, expected {len(where)} "
                     f"({keep} per node for {nodes} nodes)", "fix the genotype's edge list")
             for e, (op, j) in enumerate(pairs):
-                node = e // keep
+                node = where[e]
                 valid = op in RNN_ACTIVATIONS if recurrent else op in OPS
                 if not valid:
                     known = RNN_ACTIVATIONS if recurrent else OPS.names()
@@ -128,6 +192,30 @@ class Genotype:
                 raise NaspError(f"{source}: bad concat nodes {list(self.concat[cell])} in "
                                 f"{cell!r}", f"use node indices in {inputs}..{inputs + nodes - 1}")
 
+    def _validate_nb201(self, source: str) -> None:
+        """A NAS-Bench-201 cell: exactly its six edges in node order, the benchmark's ops,
+        output node 3 (every edge is kept, so the inputs are fixed; only the ops vary)."""
+        extra = sorted(set(self.cells) - set(NB201_CELLS))
+        if extra:
+            raise NaspError(f"{source}: an nb201 genotype has one cell type 'cell', "
+                            f"not also {extra}", "remove the other cell types")
+        pairs = self.cells["cell"]
+        expected = nb201_strings.edge_inputs()
+        layout = "node 1: input 0; node 2: inputs 0, 1; node 3: inputs 0, 1, 2, in that order"
+        if len(pairs) != len(expected):
+            raise NaspError(f"{source}: cell 'cell' has {len(pairs)} edges, expected "
+                            f"{len(expected)} (every edge of nodes 1..3)", layout)
+        for e, ((op, j), want) in enumerate(zip(pairs, expected)):
+            if op not in nb201_strings.OP_NAMES:
+                raise NaspError(f"{source}: unknown op {op!r} in cell 'cell'",
+                                f"use one of: {', '.join(nb201_strings.OP_NAMES)}")
+            if j != want:
+                raise NaspError(f"{source}: edge {e} of cell 'cell' takes input {j}, "
+                                f"expected {want}", layout)
+        if tuple(self.concat.get("cell", ())) != NB201_CONCAT:
+            raise NaspError(f"{source}: bad concat nodes {list(self.concat.get('cell', ()))} "
+                            "in 'cell'", "an nb201 cell's output is node 3: cell_concat [3]")
+
     def __str__(self) -> str:
         parts = []
         for cell, pairs in self.cells.items():
@@ -138,6 +226,26 @@ class Genotype:
     __repr__ = __str__
 
 
+def format_genotype_json(genotype: dict[str, Any]) -> str:
+    """genotype.json text a person can read: one key per line and one [op, input] edge per
+    line, still plain JSON that ``json.loads`` reads back to the same dict.
+
+    A run folder is read by people as often as by programs; a genotype on one line of 300
+    characters hides which op feeds which node.
+    """
+    lines = []
+    for k, (key, value) in enumerate(genotype.items()):
+        comma = "," if k < len(genotype) - 1 else ""
+        edges = (isinstance(value, (list, tuple)) and len(value) > 0
+                 and all(isinstance(v, (list, tuple)) for v in value))
+        if edges:
+            body = ",\n".join(f"    {json.dumps(v)}" for v in value)
+            lines.append(f"  {json.dumps(key)}: [\n{body}\n  ]{comma}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
+    return "{\n" + "\n".join(lines) + "\n}\n" if lines else "{}\n"
+
+
 def cnn_genotype(normal: list, reduce: list) -> Genotype:
     return Genotype({"normal": tuple(normal), "reduce": tuple(reduce)},
                     {"normal": (2, 3, 4, 5), "reduce": (2, 3, 4, 5)})
@@ -145,6 +253,14 @@ def cnn_genotype(normal: list, reduce: list) -> Genotype:
 
 def rnn_genotype(recurrent: list) -> Genotype:
     return Genotype({"recurrent": tuple(recurrent)}, {"recurrent": tuple(range(1, 9))})
+
+
+def nb201_genotype(pairs: list | tuple) -> Genotype:
+    """An nb201 genotype from its six (op, input) pairs in node order."""
+    geno = Genotype({"cell": tuple((str(op), int(j)) for op, j in pairs)},
+                    {"cell": NB201_CONCAT})
+    geno.validate()
+    return geno
 
 
 _s3, _d3, _m3 = "sep_conv_3x3", "dil_conv_3x3", "max_pool_3x3"
@@ -177,10 +293,13 @@ GENOTYPES: dict[str, dict[str, Genotype]] = {
 
 
 def get_genotype(name_or_path: str | os.PathLike, task: str = "cnn") -> Genotype:
-    """A published genotype by name (for ``task``), or one read from a JSON file / run folder."""
+    """A published genotype by name (for ``task``), a NAS-Bench-201 cell string, or one read
+    from a JSON file / run folder."""
     key = str(name_or_path)
     if key in GENOTYPES.get(task, {}):
         return GENOTYPES[task][key]
+    if nb201_strings.looks_like_arch_str(key) and not os.path.exists(key):
+        return Genotype.from_arch_str(key)
     if not os.path.exists(key) and os.sep not in key and not key.endswith(".json"):
         names = ", ".join(sorted(GENOTYPES.get(task, {})))
         raise NaspError(f"unknown genotype {key!r} for task {task!r}",

@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from nasp.cli.options import ArgumentParser
 from nasp.errors import NaspError
 
 # subcommand -> module; modules are imported only when their subcommand runs (fast --help).
@@ -22,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("nasp.cli.plot", "plots from run folders"),
     "draw": ("nasp.cli.draw", "draw the cells of a genotype"),
     "report": ("nasp.cli.report", "one offline HTML page of runs"),
+    "export": ("nasp.cli.export", "a trained network as ONNX, torch.export (.pt2) or safetensors"),
+    "profile": ("nasp.cli.profile", "cost table: latency, parameters, multiply-adds of every op"),
 }
 
 
@@ -31,7 +34,7 @@ CURRENT_ARGV: list[str] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="nasp", description="Differentiable neural architecture search by proximal "
         "iterations (NASP), with DARTS, PA, ASAP and random-search baselines.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
@@ -56,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["search"]
     CURRENT_ARGV[:] = argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a bad option already reported in one line
+        return int(e.code or 0)
     if getattr(args, "_missing", False):
         parser.error(f"subcommand {args.command!r} is not available in this build")
     try:
@@ -67,7 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; resume with `nasp search --resume RUN_FOLDER`", file=sys.stderr)
+        if args.command == "compare":
+            how = "run the same `nasp compare` command again to continue"
+        elif args.command in ("search", "train"):
+            how = f"continue with `nasp {args.command} --resume RUN_FOLDER`"
+        else:
+            how = "run the command again"
+        print(f"interrupted; {how}", file=sys.stderr)
         return 130
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from nasp.cli.options import add_dataclass_options, given_options
-from nasp.cli.search import HELP
-from nasp.config import SearchConfig
-
-_HELP = {**HELP, "strategy_options": "JSON object of options per strategy, e.g. "
-         "'{\"asap\": {\"t0\": 2.0}, \"random\": {\"candidates\": 4}}'"}
+from nasp.cli.options import add_config_options, given_options
+from nasp.configs import SearchConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(DIR/comparison.md, DIR/comparison.csv); an interrupted compare "
                              "continues there")
     parser.add_argument("--score-epochs", type=int, default=None, metavar="N",
-                        help="epochs to train each final architecture from scratch (fixed "
-                             "strategy) for its final validation accuracy (default: the "
-                             "search's epochs)")
+                        help="epochs to train each final architecture from scratch on the "
+                             "weight split before scoring it on the held-out test set "
+                             "(default: the search's epochs)")
     parser.add_argument("--config", help="JSON file of search options (CLI options override it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo runs already in DIR instead of reusing them")
@@ -38,18 +34,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cpu_count/N CPU threads (unless OMP_NUM_THREADS is set); their "
                              "wall times are then those of a shared machine, and progress "
                              "bars are off (default: 1)")
-    add_dataclass_options(parser, SearchConfig, _HELP,
-                          skip=("strategy", "seed", "out", "checkpoint_every"))
+    parser.add_argument("--plan", metavar="FILE",
+                        help="run nothing here: write FILE, one command line per (strategy, "
+                             "seed) doing its search and its scoring, for a scheduler; once "
+                             "FILE exists, tabulate what finished and list what has not")
+    parser.add_argument("--launch", default="nasp", metavar="PREFIX",
+                        help="how a plan line starts nasp, e.g. 'torchrun --nproc-per-node 8 "
+                             "-m nasp' (default: %(default)s)")
+    add_config_options(parser, SearchConfig, skip=("strategy", "seed", "out"))
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
+    from nasp.cli import CURRENT_ARGV
     from nasp.compare import compare
     from nasp.viz.tables import to_markdown
 
-    options = {k: v for k, v in given_options(args, SearchConfig).items()
-               if k not in ("strategy", "seed", "out")}  # --out is the compare's folder
+    options = given_options(args, SearchConfig)
+    options.pop("out", None)  # --out is the compare's folder, not a run's
     rows = compare(args.strategies, args.seeds, args.out, score_epochs=args.score_epochs,
                    config=args.config, overwrite=args.overwrite, progress=not args.quiet,
-                   isolate=not args.in_process, jobs=args.jobs, **options)
-    print(to_markdown(rows), end="")
+                   isolate=not args.in_process, jobs=args.jobs,
+                   command=shlex.join(["nasp", *CURRENT_ARGV]), plan=args.plan,
+                   launch=args.launch, **options)
+    if rows:
+        print(to_markdown(rows), end="")
     return 0

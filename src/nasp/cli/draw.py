@@ -1,10 +1,11 @@
-"""``nasp draw``: draw the cells of an architecture with Graphviz.
+"""``nasp draw``: draw the cells of an architecture.
 
 GENOTYPE is a genotype.json file, a search run folder, or a published architecture's name
 (e.g. DARTS_V2, NASP_12; add ``--task lm`` for the recurrent DARTS_V1/DARTS_V2). The format
-follows the suffix of ``-o``: .svg, .png or .pdf (these need the ``dot`` program, Debian
-package ``graphviz``), or .dot/.gv for the DOT text. Both cells of a CNN go into one file, one
-box each; ``--split`` writes one file per cell type instead (cell-normal.svg, cell-reduce.svg).
+follows the suffix of ``-o``: .svg, .png or .pdf, drawn with matplotlib (nothing else to
+install), or .dot/.gv for Graphviz's DOT text. ``--engine graphviz`` lays the cells out with
+Graphviz's ``dot`` program instead, where it is installed. Both cells of a CNN go into one file;
+``--split`` writes one file per cell type instead (cell-normal.svg, cell-reduce.svg).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "then lm)")
     parser.add_argument("--split", action="store_true",
                         help="one file per cell type instead of one file with all cells")
+    parser.add_argument("--engine", choices=("matplotlib", "graphviz"), default="matplotlib",
+                        help="who lays out .svg/.png/.pdf: matplotlib (default, no system "
+                        "program) or Graphviz's dot (must be installed)")
 
 
 def _from_file(path: Path) -> dict[str, Any]:
@@ -69,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
     from nasp.viz.cells import draw_genotype
 
     genotype = load_genotype(args.genotype, args.task)
-    for path in draw_genotype(genotype, args.out, split=args.split):
+    for path in draw_genotype(genotype, args.out, split=args.split, engine=args.engine):
         print(path)
     return 0

@@ -2,21 +2,27 @@
 
 For CNN genotypes: parameters (auxiliary head excluded, as papers report them) and
 multiply-adds of one image, for the shape of ``--data`` (default 3x32x32, 10 classes) at the
-paper's size (20 cells, C=36; 14 cells, C=48 for 64x64 data). For recurrent genotypes
-(``--task lm``): parameters of the language model at the paper's size.
+paper's size (20 cells, C=36; 14 cells, C=48 for 64x64 data); with ``--latency`` or
+``--cost-table`` also the measured inference latency and the table's prediction
+(``nasp.cli.info_latency``). For NAS-Bench-201 cells (a cell string or an nb201 genotype): the
+benchmark's network (15 cells, C=16) and the cell's 200-epoch test accuracy on the benchmark's
+three datasets. For recurrent genotypes (``--task lm``): parameters of the language model at
+the paper's size.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from nasp.cli import info_latency
 from nasp.errors import NaspError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--genotype", required=True,
                         help="a published name (DARTS_V1, DARTS_V2, NASP_12), a genotype.json, "
-                        "or a search run folder")
+                        "a search run folder, or a NAS-Bench-201 cell string "
+                        "('|nor_conv_3x3~0|+|...|')")
     parser.add_argument("--task", choices=("cnn", "lm"), default=None,
                         help="cnn or lm (default: cnn, or the task of the genotype file)")
     parser.add_argument("--data", default=None,
@@ -34,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embedding size for --task lm (default 850)")
     parser.add_argument("--nhid", type=int, default=850,
                         help="hidden size for --task lm (default 850)")
+    info_latency.add_arguments(parser)
 
 
 def lm_params(genotype, ntokens: int = 10000, emsize: int = 850, nhid: int = 850) -> int:
@@ -52,6 +59,11 @@ def cnn_info(genotype, shape: tuple[int, int, int, int], layers: int | None,
     from nasp.models.cnn import build_eval_model, count_flops, count_params
 
     c, h, w, classes = shape
+    if genotype.family == "nb201":  # the benchmark's network: its own size, no auxiliary head
+        net = build_eval_model(genotype, c, classes, (h, w), channels=channels, layers=layers)
+        n = count_params(net)
+        return {"layers": 3 * net.cells_per_stage, "channels": net.channels, "params": n,
+                "params_with_aux": n, "flops": count_flops(net, (c, h, w))}
     big = max(h, w) >= 64
     layers = layers if layers is not None else (14 if big else 20)
     channels = channels if channels is not None else (48 if big else 36)
@@ -75,22 +87,44 @@ def run(args: argparse.Namespace) -> int:
                         f"use --task {genotype.task}")
     print(f"genotype: {genotype}")
     if task == "lm":
+        if info_latency.wanted(args):
+            raise NaspError("--latency and --cost-table are for CNN genotypes",
+                            "leave them out with --task lm")
         n = lm_params(genotype, args.ntokens, args.emsize, args.nhid)
         print(f"language model: emsize {args.emsize}, nhid {args.nhid}, "
               f"{args.ntokens} tokens")
         print(f"parameters: {n / 1e6:.3f} M")
         return 0
-    if args.data is None:
+    table, table_shape = info_latency.table_network(args)
+    if table_shape is not None:
+        shape = table_shape
+        source = f"the cost table's {shape[0]}x{shape[1]}x{shape[2]} images, {shape[3]} classes"
+    elif args.data is None:
         shape = (3, 32, 32, 10)
         source = "3x32x32 images, 10 classes"
     else:
-        from nasp.train_config import dataset_shape
+        from nasp.configs.train_cnn import dataset_shape
 
         shape = dataset_shape(args.data, args.data_root)
         source = f"{args.data}: {shape[0]}x{shape[1]}x{shape[2]} images, {shape[3]} classes"
     info = cnn_info(genotype, shape, args.layers, args.channels)
     print(f"network: {info['layers']} cells, C={info['channels']}, {source}")
-    print(f"parameters: {info['params'] / 1e6:.3f} M (auxiliary head excluded; "
-          f"{info['params_with_aux'] / 1e6:.3f} M with it)")
+    if genotype.family == "nb201":
+        print(f"parameters: {info['params'] / 1e6:.3f} M")
+    else:
+        print(f"parameters: {info['params'] / 1e6:.3f} M (auxiliary head excluded; "
+              f"{info['params_with_aux'] / 1e6:.3f} M with it)")
     print(f"multiply-adds: {info['flops'] / 1e6:.1f} M per image")
+    if genotype.family == "nb201":
+        from nasp.nb201 import index_of, lookup
+
+        acc = lookup(genotype)
+        print(f"NAS-Bench-201 cell {index_of(genotype)}: {genotype.arch_str}")
+        print(f"benchmark test accuracy (200 epochs, the benchmark's network and data): "
+              f"CIFAR-10 {acc['cifar10_test']:.2f}%, CIFAR-100 {acc['cifar100_test']:.2f}%, "
+              f"ImageNet16-120 {acc['imagenet16_test']:.2f}%")
+    if info_latency.wanted(args):
+        for line in info_latency.lines(genotype, shape, info["layers"], info["channels"], args,
+                                       table, info):
+            print(line)
     return 0

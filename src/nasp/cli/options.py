@@ -1,56 +1,95 @@
-"""Argparse options generated from a config dataclass, so CLI, config files and the Python API
-share one list of options with one set of defaults."""
+"""Command-line options generated from a run configuration, so the CLI, config files and the
+Python API share one list of options with one set of defaults and help texts.
+
+Every field becomes ``--kebab-case``; booleans are spelled one way everywhere,
+``--flag`` / ``--no-flag``. Defaults stay ``None`` on the command line so that only options a
+user typed override the config file and the preset.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import sys
 import typing
-from typing import Any
+from typing import Any, NoReturn
+
+from nasp.configs.base import RunConfig
 
 
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with nasp's one-line errors: ``error: what (how to fix)``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
 
 
-def _converter(tp: Any):
-    origin = typing.get_origin(tp)
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e})") from None
+
+
+def _pair(inner: Any):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(inner(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}"
+                                             ) from None
+    return parse
+
+
+def _base(tp: Any) -> Any:
+    """``int | None`` -> int."""
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
-        return _converter(args[0])
+    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType) \
+            and len(args) == 1:
+        return args[0]
+    return tp
+
+
+def _add(parser: argparse.ArgumentParser, name: str, tp: Any, text: str, **kw: Any) -> None:
+    flag = "--" + name.replace("_", "-")
+    tp = _base(tp)
     if tp is bool:
-        return _parse_bool
-    if tp in (int, float, str):
-        return tp
-    if origin is tuple:
-        inner = _converter(args[0]) if args else float
-        return lambda s: tuple(inner(v) for v in s.split(","))
-    if origin is dict or tp is dict:
-        return json.loads
-    return str
+        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                            default=None, help=text, **kw)
+        return
+    if typing.get_origin(tp) is tuple:
+        conv: Any = _pair(typing.get_args(tp)[0])
+    elif typing.get_origin(tp) is dict or tp is dict:
+        conv = _json_object
+    else:
+        conv = tp if tp in (int, float, str) else str
+    parser.add_argument(flag, dest=name, type=conv, default=None, help=text,
+                        metavar=name.split("_")[-1].upper(), **kw)
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str],
-                          skip: tuple[str, ...] = ()) -> None:
-    """One ``--kebab-case`` option per field; defaults stay ``None`` so that only options the
-    user typed override the preset and config file. Help shows the dataclass default."""
+def add_config_options(parser: argparse.ArgumentParser, cls: type[RunConfig],
+                       skip: tuple[str, ...] = ()) -> None:
+    """One option per field of ``cls`` (help: its text and default), its aliases, and hidden
+    options for removed names so that they fail with a message saying what to use instead."""
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        text = helps.get(f.name, f.name.replace("_", " "))
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                            type=_converter(hints[f.name]), metavar=f.name.split("_")[-1].upper(),
-                            help=f"{text} (default: {default}; presets may change it)")
+        shown = "none" if default is None else default
+        text = f"{f.metadata.get('help', f.name.replace('_', ' '))} (default: {shown}; " \
+               "presets may change it)"
+        _add(parser, f.name, hints[f.name], text)
+    if "lambda_params" in cls.ALIASES and "lambda_params" not in skip:
+        _add(parser, "lambda_params", float, "model-size regularizer weight λ (NASP §3.3): "
+             "--cost params --lambda-cost λ")
+    for name in cls.REMOVED:
+        _add(parser, name, str, argparse.SUPPRESS)
 
 
-def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}
+def given_options(args: argparse.Namespace, cls: type[RunConfig]) -> dict[str, Any]:
+    """The options of ``cls`` (its aliases and removed names included) the user typed."""
+    names = {f.name for f in dataclasses.fields(cls)} | set(cls.ALIASES) | set(cls.REMOVED)  # type: ignore[arg-type]
     return {k: v for k, v in vars(args).items() if k in names and v is not None}

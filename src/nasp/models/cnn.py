@@ -30,16 +30,19 @@ from torch import nn
 
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
-from nasp.ops import FactorizedReduce, Identity, ReLUConvBN, make_op
+from nasp.ops import (
+    FactorizedReduce,
+    GlobalAvgPool,
+    Identity,
+    ReLUConvBN,
+    make_op,
+    module_by_module,
+    reduction_layers,
+)
 
 STEM_MULTIPLIER = 3
 CELL_INPUTS = 2
 MAX_CELL_SIDE = 32  # the stem halves larger images until the cell stack sees at most this
-
-
-def reduction_layers(layers: int) -> tuple[int, ...]:
-    """Cells at 1/3 and 2/3 depth halve the resolution and double the channels."""
-    return (layers // 3, 2 * layers // 3)
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -83,15 +86,26 @@ class EvalCell(nn.Module):
         )
         # identity edges carry the signal around a cell; dropping them would cut it (DARTS)
         self.droppable = [not isinstance(op, Identity) for op in self.ops]
+        self.relu = nn.ReLU()
         self.multiplier = len(self.concat)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+    def forward(self, r0: torch.Tensor, r1: torch.Tensor, drop_prob: float) -> torch.Tensor:
+        """``r0``, ``r1``: the ReLUs of the two previous cells' outputs (see ``EvalCNN``).
+        Ops that start with a ReLU of a state (the convolutions) share one ReLU per state."""
+        states = [self.preprocess0.from_relu(r0), self.preprocess1.from_relu(r1)]
+        relus: dict[int, torch.Tensor] = {}
         drop = self.training and drop_prob > 0.0
         for start in range(0, len(self.ops), self.keep):
             total = None
             for e in range(start, start + self.keep):
-                y = self.ops[e](states[self.inputs[e]])
+                j, op = self.inputs[e], self.ops[e]
+                if hasattr(op, "from_relu"):  # read per call: ops may be swapped (costs.py)
+                    r = relus.get(j)
+                    if r is None:
+                        r = relus[j] = self.relu(states[j])
+                    y = op.from_relu(r)
+                else:
+                    y = op(states[j])
                 if drop and self.droppable[e]:
                     y = drop_path(y, drop_prob)
                 total = y if total is None else total + y
@@ -171,6 +185,9 @@ class EvalCNN(nn.Module):
         if genotype.task != "cnn":
             raise NaspError("a recurrent genotype cannot build an image classifier",
                             "pass a CNN genotype (or use --task lm)")
+        if genotype.family == "nb201":
+            raise NaspError("an nb201 genotype has the NAS-Bench-201 network, not DARTS's",
+                            "build it with build_eval_model (nasp.models.nb201.NB201Net)")
         if layers < 3:
             raise NaspError(f"invalid layers: {layers}", "use --layers 3 or more")
         if channels < 2 or channels % 2:
@@ -203,17 +220,23 @@ class EvalCNN(nn.Module):
             c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
             if auxiliary and i == self.aux_position:
                 self.auxiliary_head = AuxiliaryHead(c_prev, num_classes, (h, w))
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.relu = nn.ReLU()  # of each cell output, shared by the two cells that read it
+        self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c_prev, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         aux_logits = None
-        s0 = s1 = self.stem(x)
+        out = self.stem(x)
+        # every cell output feeds the next two cells, whose preprocessing starts with its ReLU:
+        # computed (and kept for backward) once per output
+        r0 = r1 = self.relu(out)
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            out = cell(r0, r1, self.drop_path_prob)
+            if i + 1 < len(self.cells):
+                r0, r1 = r1, self.relu(out)
             if i == self.aux_position and self.auxiliary_head is not None and self.training:
-                aux_logits = self.auxiliary_head(s1)
-        logits = self.classifier(self.global_pooling(s1).flatten(1))
+                aux_logits = self.auxiliary_head(out)
+        logits = self.classifier(self.global_pooling(out))
         if aux_logits is not None:
             return logits, aux_logits
         return logits
@@ -224,15 +247,37 @@ def build_eval_model(
     in_channels: int,
     num_classes: int,
     image_size: int | tuple[int, int],
-    channels: int = 36,
-    layers: int = 20,
+    channels: int | None = None,
+    layers: int | None = None,
     auxiliary: bool = False,
     drop_path_prob: float = 0.0,
-) -> EvalCNN:
+) -> nn.Module:
     """The evaluation network for images of ``in_channels`` x ``image_size``; images larger
-    than 32 pixels get a reducing stem (see the module docstring)."""
-    return EvalCNN(genotype, in_channels, num_classes, image_size, channels, layers, auxiliary,
-                   drop_path_prob)
+    than 32 pixels get a reducing stem (see the module docstring).
+
+    NAS-Bench-201 genotypes get the benchmark's network (``nasp.models.nb201``): ``channels``
+    is its C (default 16) and ``layers`` its number of cells, three equal stages (default 15);
+    it has no auxiliary head. DARTS-style genotypes default to C=36, 20 cells."""
+    if genotype.family == "nb201":
+        from nasp.models.nb201 import (
+            BENCHMARK_CELLS_PER_STAGE,
+            BENCHMARK_CHANNELS,
+            NB201Net,
+        )
+
+        if auxiliary:
+            raise NaspError("the NAS-Bench-201 network has no auxiliary head",
+                            "train nb201 cells without --auxiliary")
+        cells = 3 * BENCHMARK_CELLS_PER_STAGE if layers is None else layers
+        if cells < 3 or cells % 3:
+            raise NaspError(f"invalid layers for an nb201 network: {cells}",
+                            "use a multiple of 3 (three equal stages; the benchmark's is 15)")
+        return NB201Net(genotype, in_channels, num_classes,
+                        BENCHMARK_CHANNELS if channels is None else channels, cells // 3,
+                        drop_path_prob)
+    return EvalCNN(genotype, in_channels, num_classes, image_size,
+                   36 if channels is None else channels, 20 if layers is None else layers,
+                   auxiliary, drop_path_prob)
 
 
 def _is_aux(name: str) -> bool:
@@ -279,7 +324,8 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     dtype = param.dtype if param is not None else torch.float32
     try:
         model.eval()
-        model(torch.zeros(shape, device=device, dtype=dtype))
+        with module_by_module():  # every layer through its module, so the hooks see it
+            model(torch.zeros(shape, device=device, dtype=dtype))
     finally:
         model.train(was_training)
         for h in handles:

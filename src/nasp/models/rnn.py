@@ -19,6 +19,7 @@ the cell output (dropout). No batch normalisation here; the search cell has it (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -37,6 +38,11 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 INIT_RANGE = 0.04  # uniform init of the cell matrices (DARTS's release)
 EMBED_INIT = 0.1   # uniform init of the embedding (AWD-LSTM)
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), capped so that a diverged model reports a huge but finite number."""
+    return math.exp(min(loss, 50.0))
 
 
 def dropout_mask(like: torch.Tensor, shape: tuple[int, ...], p: float) -> torch.Tensor:

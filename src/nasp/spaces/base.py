@@ -25,6 +25,11 @@ class CellSpec:
     inputs: int
     keep: int | None
     output: tuple[int, ...] | None = None
+    reduction: bool = False  # edges from the cell inputs have stride 2 (CNN reduction cells)
+
+    def stride(self, edge: int) -> int:
+        """The stride of edge ``edge``'s ops: 2 from a reduction cell's inputs, else 1."""
+        return 2 if self.reduction and self.edges[edge][1] < self.inputs else 1
 
     def kept(self, node: int) -> int:
         """How many incoming edges intermediate node ``node`` keeps in a discrete cell."""
@@ -79,12 +84,15 @@ class CellSpec:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A named space: its task ("cnn" or "lm") and one ``CellSpec`` per cell type."""
+    """A named space: its task ("cnn" or "lm"), one ``CellSpec`` per cell type, and the
+    registry its op names refer to (``None``: not modules, e.g. recurrent activations)."""
 
     name: str
     task: str
     cells: dict[str, CellSpec]
     description: str = ""
+    op_registry: Registry | None = None
+    family: str = "darts"  # the network its cells live in: darts, rnn or nb201
 
 
 SPACES: Registry[SearchSpace] = Registry("search space", "--space")

@@ -1,5 +1,6 @@
 """CNN cell spaces of DARTS and NASP (REFERENCE.md, "Search spaces")."""
 
+from nasp.ops import OPS
 from nasp.spaces.base import SPACES, CellSpec, SearchSpace
 
 DARTS_OPS = (
@@ -21,9 +22,10 @@ def cnn_space(name: str, normal: tuple[str, ...], reduce: tuple[str, ...], doc: 
         task="cnn",
         cells={
             "normal": CellSpec(ops=normal, nodes=4, inputs=2, keep=2),
-            "reduce": CellSpec(ops=reduce, nodes=4, inputs=2, keep=2),
+            "reduce": CellSpec(ops=reduce, nodes=4, inputs=2, keep=2, reduction=True),
         },
         description=doc,
+        op_registry=OPS,
     )
 
 

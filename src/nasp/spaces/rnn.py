@@ -11,6 +11,7 @@ def rnn_space(name: str, ops: tuple[str, ...], doc: str) -> SearchSpace:
         task="lm",
         cells={"recurrent": CellSpec(ops=ops, nodes=8, inputs=1, keep=1)},
         description=doc,
+        family="rnn",
     )
 
 

@@ -32,90 +32,60 @@ strongest real op.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
-from nasp.spaces.base import SearchSpace
-from nasp.strategies.base import STRATEGIES, ArchContext, Strategy, check_options
-from nasp.strategies.discretize import select, selection_to_genotype
-from nasp.strategies.regularizer import op_costs, size_penalty
+from nasp.strategies.arch_params import ArchParams
+from nasp.strategies.base import ArchContext, Strategy, StrategySetup, register
+from nasp.strategies.discretize import select, selection_to_genotype, tie_priority
 from nasp.supernet.weighting import CellWeighting, Weighting, masked_plan
 
-_DEFAULTS: dict[str, float | None] = {
-    "t0": 1.0, "t_final": 1e-3, "gamma": None, "theta0": 0.05, "theta_decay": 0.9,
-    "init_scale": 1e-3,
+# option -> (check, rule shown when it fails)
+_RULES = {
+    "t0": (lambda v, o: v > 0, "a positive number"),
+    "t_final": (lambda v, o: 0 < v <= o["t0"], "in (0, t0]"),
+    "gamma": (lambda v, o: 0 < v <= 1, "in (0, 1]"),
+    "theta0": (lambda v, o: 0 < v < 1, "in (0, 1)"),
+    "theta_decay": (lambda v, o: 0 < v <= 1, "in (0, 1]"),
+    "init_scale": (lambda v, o: v >= 0, ">= 0"),
 }
 
 
-def _check_value(name: str, value: float, ok: bool, rule: str) -> float:
-    if not ok:
-        raise NaspError(f"invalid ASAP option {name}={value!r}",
-                        f"{name} must be {rule} (--strategy-options)")
-    return float(value)
-
-
-@STRATEGIES.register("asap")
+@register("asap")
 class ASAP(Strategy):
     """Annealed softmax over the alive ops of each edge, with gradual pruning."""
 
-    name = "asap"
+    options: ClassVar[dict[str, Any]] = {"t0": 1.0, "t_final": 1e-3, "gamma": None,
+                                         "theta0": 0.05, "theta_decay": 0.9, "init_scale": 1e-3}
+    network = ("the annealed softmax(α/T) mixture of the ops not yet pruned (the genotype's "
+               "network only once every edge has one op left)")
+    checkpointed = ("arch", "alive", "epoch")
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        device: torch.device,
-        *,
-        seed: int = 0,
-        arch_lr: float = 3e-4,
-        arch_betas: tuple[float, float] = (0.5, 0.999),
-        arch_weight_decay: float = 1e-3,
-        lambda_params: float = 0.0,
-        epochs: int = 50,
-        **options: Any,
-    ) -> None:
-        super().__init__(space, device)
-        check_options(self.name, options, _DEFAULTS)
-        opts = {**_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-        num = (int, float)
-        self.t0 = _check_value("t0", opts["t0"], isinstance(opts["t0"], num) and opts["t0"] > 0,
-                               "a positive number")
-        self.epochs = max(int(epochs), 1)
-        if opts["gamma"] is None:
-            t_final = _check_value(
-                "t_final", opts["t_final"],
-                isinstance(opts["t_final"], num) and 0 < opts["t_final"] <= self.t0,
-                f"in (0, t0={self.t0:g}]")
-            self.gamma = (t_final / self.t0) ** (1.0 / max(self.epochs - 1, 1))
-        else:
-            g = opts["gamma"]
-            self.gamma = _check_value("gamma", g, isinstance(g, num) and 0 < g <= 1, "in (0, 1]")
-        th = opts["theta0"]
-        self.theta0 = _check_value("theta0", th, isinstance(th, num) and 0 < th < 1, "in (0, 1)")
-        d = opts["theta_decay"]
-        self.theta_decay = _check_value("theta_decay", d, isinstance(d, num) and 0 < d <= 1,
-                                        "in (0, 1]")
-        s = opts["init_scale"]
-        init_scale = _check_value("init_scale", s, isinstance(s, num) and s >= 0, ">= 0")
-
-        g = torch.Generator().manual_seed(seed + 7919)
-        self.alpha = {
-            name: (init_scale * torch.randn(cell.num_edges, cell.num_ops, generator=g))
-            .to(self.device)
-            for name, cell in self.cells.items()
-        }
-        self.optimizer = torch.optim.Adam(
-            list(self.alpha.values()), lr=arch_lr, betas=tuple(arch_betas),
-            weight_decay=arch_weight_decay)
-        self.lambda_params = float(lambda_params)
-        self.costs = {name: op_costs(cell) for name, cell in self.cells.items()}
-        self.alive = {name: np.ones((c.num_edges, c.num_ops), dtype=bool)
+    def __init__(self, setup: StrategySetup, **options: Any) -> None:
+        super().__init__(setup, **options)
+        o = self.opts
+        for name, (ok, rule) in _RULES.items():
+            v = o[name]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
+                                  or not ok(v, o)):
+                raise NaspError(f"invalid ASAP option {name}={v!r}",
+                                f"{name} must be {rule} (--strategy-options)")
+        self.t0, self.theta0, self.theta_decay = o["t0"], o["theta0"], o["theta_decay"]
+        # by default T reaches t_final at the last epoch, whatever the budget
+        self.gamma = o["gamma"] if o["gamma"] is not None else \
+            (o["t_final"] / self.t0) ** (1.0 / max(setup.epochs - 1, 1))
+        g = torch.Generator().manual_seed(setup.seed + 7919)
+        self.arch = ArchParams({name: o["init_scale"] * torch.randn(c.num_edges, c.num_ops,
+                                                                    generator=g)
+                                for name, c in self.cells.items()}, setup)
+        self.alive = {name: torch.ones(c.num_edges, c.num_ops, dtype=torch.bool)
                       for name, c in self.cells.items()}
+        self.priority = tie_priority(self.cells, setup.seed)
         self.epoch = 0
-        self._sync_alive()
+        self.restored()
 
     # --- schedule ---------------------------------------------------------------------------
     @property
@@ -126,15 +96,13 @@ class ASAP(Strategy):
     def threshold(self) -> float:
         return self.theta0 * self.theta_decay ** self.epoch
 
-    def start_epoch(self, epoch: int, epochs: int) -> None:
+    def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    # --- weights ----------------------------------------------------------------------------
-    def _sync_alive(self) -> None:
+    def restored(self) -> None:
         """Host plans and device masks follow ``alive``; recomputed only when ops are pruned."""
         self.plans = {name: masked_plan(a.tolist()) for name, a in self.alive.items()}
-        self.masks = {name: torch.from_numpy(a.copy()).to(self.device)
-                      for name, a in self.alive.items()}
+        self.masks = {name: a.to(self.device) for name, a in self.alive.items()}
 
     def _mix(self, alpha: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Φ = softmax(α/T) over the alive ops of each edge; exactly 0 for pruned ones."""
@@ -146,82 +114,57 @@ class ASAP(Strategy):
         return {name: CellWeighting(w, self.plans[name]) for name, w in mix.items()}
 
     def weighting(self) -> Weighting:
-        return self._weighting(self._mix({k: v.detach() for k, v in self.alpha.items()}))
+        return self._weighting(self._mix({k: v.detach() for k, v in self.arch.items()}))
 
     def arch_step(self, ctx: ArchContext, train_batch: Any, val_batch: Any) -> None:
-        alpha = {k: v.detach().requires_grad_(True) for k, v in self.alpha.items()}
+        alpha = self.arch.leaves()
         mix = self._mix(alpha)
         loss = ctx.loss(val_batch, self._weighting(mix))
-        penalty = size_penalty(mix, self.costs, self.lambda_params)
-        if penalty is not None:
-            loss = loss + penalty
-        grads = torch.autograd.grad(loss, list(alpha.values()))
-        for a, g in zip(self.alpha.values(), grads, strict=True):
-            a.grad = g
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        penalty = self.arch.penalty(mix)
+        grads = list(torch.autograd.grad(loss if penalty is None else loss + penalty,
+                                         list(alpha.values())))
+        ctx.reduce(grads)
+        self.arch.step(grads)
         self.prune()
 
     def prune(self, threshold: float | None = None) -> int:
         """Prune every alive op whose weight is under the threshold (never an edge's strongest
         op); returns how many were pruned. ``threshold=1`` leaves one op per edge."""
         theta = self.threshold if threshold is None else threshold
-        mix = self._mix({k: v.detach() for k, v in self.alpha.items()})
+        mix = self._mix({k: v.detach() for k, v in self.arch.items()})
         pruned = 0
         for name, w in mix.items():
-            w = w.float().cpu().numpy()
-            lead = np.zeros_like(self.alive[name])
-            lead[np.arange(len(w)), w.argmax(axis=1)] = True
+            w = w.float().cpu()
+            lead = torch.zeros_like(self.alive[name])
+            lead[torch.arange(len(w)), w.argmax(dim=1)] = True
             drop = self.alive[name] & (w < theta) & ~lead
             if drop.any():
                 self.alive[name] &= ~drop
                 pruned += int(drop.sum())
         if pruned:
-            self._sync_alive()
+            self.restored()
         return pruned
 
-    def end_epoch(self, epoch: int, epochs: int, metrics: dict[str, Any]) -> None:
-        if epoch + 1 >= epochs:
+    def end_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        if epoch + 1 >= self.setup.epochs:
             self.prune(threshold=1.0)  # the budget is spent: T → 0 keeps each edge's leader
-        metrics["asap_temperature"] = self.temperature
-        metrics["asap_threshold"] = self.threshold
-        metrics["asap_alive_ops"] = self.alive_ops()
-
-    def alive_ops(self) -> int:
-        return int(sum(a.sum() for a in self.alive.values()))
+        metrics.update(asap_temperature=self.temperature, asap_threshold=self.threshold,
+                       asap_alive_ops=int(sum(int(a.sum()) for a in self.alive.values())))
 
     def finished(self) -> bool:
-        return all(bool((a.sum(axis=1) == 1).all()) for a in self.alive.values())
+        return all(bool((a.sum(dim=1) == 1).all()) for a in self.alive.values())
 
     # --- result -----------------------------------------------------------------------------
     def genotype(self) -> Genotype:
         sel = {}
         for name, cell in self.cells.items():
-            probs = self.alpha[name].detach().float().softmax(dim=-1).cpu().numpy()
+            probs = self.arch[name].detach().float().softmax(dim=-1).cpu()
             # survivors in [0, 1], pruned ops shifted below any survivor: the winner of an edge
             # is its strongest survivor (softmax is monotone in α), its strength the DARTS rank
-            values = probs - 2.0 * ~self.alive[name]
-            exclude = [cell.ops.index("none")] if "none" in cell.ops else []
-            sel[name] = select(values, cell, exclude)
+            values = (probs - 2.0 * (~self.alive[name]).float()).numpy()
+            sel[name] = select(values, cell, self.priority[name])
         return selection_to_genotype(sel, self.cells)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
-        mix = self._mix({k: v.detach() for k, v in self.alpha.items()})
-        return {name: {"alpha": self.alpha[name], "weights": mix[name]} for name in self.cells}
-
-    def parameters(self) -> list[torch.Tensor]:
-        return list(self.alpha.values())
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"alpha": {k: v.detach().clone() for k, v in self.alpha.items()},
-                "optimizer": self.optimizer.state_dict(),
-                "alive": {k: v.tolist() for k, v in self.alive.items()}, "epoch": self.epoch}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            for k, v in state["alpha"].items():
-                self.alpha[k].copy_(v)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.alive = {k: np.array(v, dtype=bool) for k, v in state["alive"].items()}
-        self.epoch = int(state.get("epoch", 0))
-        self._sync_alive()
+        mix = self._mix({k: v.detach() for k, v in self.arch.items()})
+        return {name: {"alpha": self.arch[name], "weights": mix[name]} for name in self.cells}

@@ -1,16 +1,18 @@
-"""The strategy interface: a strategy owns the architecture parameters.
+"""The strategy interface: a strategy owns the architecture.
 
-It turns them into the weighting the supernet runs in the weight step (``weighting``), makes
-its own architecture update from a validation batch (``arch_step``), and names the final
-discrete architecture (``genotype``). It never sees data code or the loop: everything it needs
-comes through an ``ArchContext``.
+It turns its architecture state into the weighting the supernet runs in the weight step
+(``weighting``), makes its own architecture update from a validation batch (``arch_step``),
+and names the final discrete architecture (``genotype``). It never sees data code or the loop:
+everything it needs arrives in a ``StrategySetup`` (once, at construction) and an
+``ArchContext`` (per step). Strategies are built by name with ``create_strategy``, before any
+data is loaded, so a bad ``--strategy-options`` fails at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -24,66 +26,103 @@ from nasp.supernet.weighting import Weighting
 LossFn = Callable[[Any, Weighting], torch.Tensor]
 
 
+def _no_reduce(tensors: Sequence[torch.Tensor]) -> None:
+    """One process: nothing to average."""
+
+
 @dataclass
 class ArchContext:
     """What an architecture step may use besides its batches.
 
     ``loss(batch, weighting)`` is the task's loss; ``weights`` the network's trainable
     parameters and ``optimizer`` their optimizer (its lr, momentum buffers and weight decay give
-    DARTS's unrolled step); ``buffers`` are saved and restored around look-ahead passes."""
+    DARTS's unrolled step). ``reduce`` averages gradient tensors in place across data-parallel
+    processes: a strategy passes every gradient it is about to apply through it, so all ranks
+    make the same update. Architecture steps never move batch-norm running statistics: the loop
+    runs them with the statistics frozen (``nasp.supernet.freeze``)."""
 
     loss: LossFn
     weights: list[nn.Parameter]
     optimizer: torch.optim.Optimizer
-    buffers: list[torch.Tensor]
+    reduce: Callable[[Sequence[torch.Tensor]], None] = _no_reduce
+
+
+@dataclass(frozen=True)
+class StrategySetup:
+    """What every strategy is built from: the space, the device, the seed, the budget in epochs,
+    the architecture optimizer's settings and the cost regularizer (normalised (edges, ops)
+    costs per cell type, ``nasp.strategies.regularizer``; λ = 0 turns it off)."""
+
+    space: SearchSpace
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    epochs: int = 50
+    arch_lr: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    lambda_cost: float = 0.0
+    costs: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    dtype: torch.dtype = torch.float32  # of the architecture tensors (float64 in gradient tests)
 
 
 class Strategy:
-    """Base class; subclasses register themselves in ``STRATEGIES``."""
+    """Base class; ``register`` gives a subclass its name and puts it in ``STRATEGIES``."""
 
-    name = "base"
+    name: ClassVar[str] = "base"
+    # its own --strategy-options with their defaults (None: derived, see the strategy's doc)
+    options: ClassVar[dict[str, Any]] = {}
+    # what the per-epoch validation metrics of a search with this strategy measure
+    network: ClassVar[str] = "the search network"
+    # attributes saved by state_dict: objects with state_dict(), tensors, plain values
+    checkpointed: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, space: SearchSpace, device: torch.device, **options: Any) -> None:
-        self.space = space
-        self.device = torch.device(device)
-        self.cells: dict[str, CellSpec] = dict(space.cells)
+    def __init__(self, setup: StrategySetup, **options: Any) -> None:
+        self.setup = setup
+        self.space = setup.space
+        self.device = torch.device(setup.device)
+        self.cells: dict[str, CellSpec] = dict(setup.space.cells)
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            hint = (f"valid --strategy-options for {self.name}: {', '.join(sorted(self.options))}"
+                    if self.options else f"strategy {self.name} takes no --strategy-options")
+            raise NaspError(f"unknown option(s) for strategy {self.name!r}: "
+                            f"{', '.join(unknown)}", hint)
+        self.opts = {**self.options, **{k: v for k, v in options.items() if v is not None}}
 
-    # --- the three things the loop asks for -------------------------------------------------
+    # --- what the loop asks for -------------------------------------------------------------
     def weighting(self) -> Weighting:
         """The weighting of the weight step."""
         raise NotImplementedError
 
     def arch_step(self, ctx: ArchContext, train_batch: Any, val_batch: Any) -> None:
-        """One update of the architecture parameters."""
-        raise NotImplementedError
+        """One update of the architecture (no-op for strategies that do not learn one)."""
 
     def genotype(self) -> Genotype:
         """The discrete architecture this strategy currently stands for."""
         raise NotImplementedError
 
-    # --- optional hooks ---------------------------------------------------------------------
     def eval_weighting(self) -> Weighting:
-        """The weighting used to measure validation accuracy during the search."""
+        """The weighting of the per-epoch validation metrics (see ``network``)."""
         return self.weighting()
 
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Called before each epoch (schedules, annealing)."""
+    def start_epoch(self, epoch: int) -> int | None:
+        """Called before each epoch. Returns ``None``, or a number of epochs when the network
+        must start afresh now, with new weights and a new learning-rate cosine of that length
+        (random search's candidates)."""
+        return None
 
-    def end_epoch(self, epoch: int, epochs: int, metrics: dict[str, Any]) -> None:
-        """Called after each epoch with its record (validation metrics of ``eval_weighting``)."""
+    def end_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Called after each epoch with its record (validation metrics of ``eval_weighting``);
+        may add fields to it."""
 
     def finished(self) -> bool:
         """True when the strategy has converged and the loop may stop early (ASAP)."""
         return False
 
-    def weights_to_reset(self) -> bool:
-        """True when the loop must re-initialise network weights (random search)."""
-        return False
-
-    def weight_schedule_epochs(self) -> int | None:
-        """Length (epochs) of the weight learning-rate cosine the loop restarts whenever
-        ``weights_to_reset()`` is True, so every random-search candidate trains on the same
-        schedule; ``None`` keeps the run's one schedule."""
+    def genotype_epoch(self) -> int | None:
+        """The epoch whose validation metrics belong to ``genotype()``'s network, when one
+        does (random search: its best candidate's last epoch); ``None``: the last epoch's,
+        whatever network ``network`` names."""
         return None
 
     # --- records ----------------------------------------------------------------------------
@@ -91,35 +130,59 @@ class Strategy:
         """Named (edges x ops) matrices per cell type, for arch.jsonl and plots."""
         raise NotImplementedError
 
-    def parameters(self) -> Iterable[torch.Tensor]:
-        return []
+    def parameters(self) -> list[torch.Tensor]:
+        """The continuous architecture tensors (for broadcasting and checksums)."""
+        arch = getattr(self, "arch", None)
+        return arch.parameters() if arch is not None else []
 
     def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        out = {}
+        for key in self.checkpointed:
+            value = getattr(self, key)
+            if hasattr(value, "state_dict"):
+                value = value.state_dict()
+            elif isinstance(value, torch.Tensor):
+                value = value.detach().clone()
+            out[key] = value
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        for key in self.checkpointed:
+            current = getattr(self, key)
+            if hasattr(current, "load_state_dict"):
+                current.load_state_dict(state[key])
+            elif isinstance(current, torch.Tensor):
+                current.copy_(state[key])
+            else:
+                setattr(self, key, state[key])
+        self.restored()
+
+    def restored(self) -> None:
+        """Recompute derived state after ``load_state_dict``."""
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy", "--strategy")
 
-# Options the loop hands every strategy (``build_strategy``); the rest come from
-# ``strategy_options`` and are the strategy's own.
-COMMON_OPTIONS = frozenset({"seed", "arch_lr", "arch_betas", "arch_weight_decay",
-                            "lambda_params", "darts_order", "epochs"})
 
+def register(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
+    """Class decorator: the registry entry names the strategy."""
 
-def check_options(strategy: str, given: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Reject option names a strategy does not know, naming the ones it does: a typo in
-    ``--strategy-options`` must not silently fall back to a default."""
-    known = set(known)
-    unknown = sorted(set(given) - known - COMMON_OPTIONS)
-    if unknown:
-        hint = (f"valid --strategy-options for {strategy}: {', '.join(sorted(known))}" if known
-                else f"strategy {strategy} takes no --strategy-options")
-        raise NaspError(f"unknown option(s) for strategy {strategy!r}: {', '.join(unknown)}",
-                        hint)
+    def deco(cls: type[Strategy]) -> type[Strategy]:
+        cls.name = name
+        STRATEGIES.register(name, cls)
+        return cls
+
+    return deco
 
 
 def get_strategy(name: str) -> type[Strategy]:
     return STRATEGIES.get(name)
+
+
+def create_strategy(name: str, setup: StrategySetup,
+                    options: Mapping[str, Any] | None = None) -> Strategy:
+    """Build a strategy by name; unknown names and options fail here, before any data."""
+    if options is not None and not isinstance(options, Mapping):
+        raise NaspError("--strategy-options must be a JSON object",
+                        'e.g. --strategy-options \'{"t0": 2.0}\'')
+    return get_strategy(name)(setup, **dict(options or {}))

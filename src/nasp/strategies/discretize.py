@@ -1,39 +1,63 @@
-"""The one discretization rule: what NASP trains, evaluates and exports.
+"""The one discretization rule (what NASP trains, evaluates and exports) and the one walk between
+genotypes and (edge, op) selections.
 
-Per edge, the op with the largest value wins (ties: the first op); per intermediate node, the
-``keep`` incoming edges whose winning values are largest stay (ties: the earlier edge); other
-edges are pruned. Returned as a host-side selection (``-1`` = pruned edge) plus the one-hot /
-zero matrix Ā on A's device. Runs on the host: one small copy of A per call, no per-element
-device work.
+Per edge, the op with the largest value wins; per intermediate node, the ``keep`` incoming edges
+whose winning values are largest stay (every edge where the space keeps all); other edges are
+pruned. Only ``cell.final_ops`` may win an edge (``none`` is never final where edges are chosen:
+``CellSpec.final_ops``).
+
+Ties. Once entries of A reach the box's edge (1, or 0), several ops of an edge, or several edges
+of a node, hold exactly the same value. Breaking such ties by position would hand them to the
+first op and the earliest edge, the very bias a seeded initialisation removes. Ties are broken by
+a seeded random priority instead (``tie_priority``): fixed for a run, so the choice is
+deterministic and does not flicker between steps, but independent of position.
+
+Runs on the host: one small copy of A per call, no per-element device work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
+from nasp.errors import NaspError
 from nasp.genotype import Genotype
 from nasp.spaces.base import CellSpec
 
 Selection = tuple[int, ...]
+Priority = tuple[np.ndarray, np.ndarray]  # (edges, ops) op ranks, (edges,) edge ranks
 
 
-def select(values: np.ndarray, cell: CellSpec, exclude: Sequence[int] = ()) -> Selection:
-    """Winning op per edge and the kept edges per node, from an (edges, ops) array.
+def tie_priority(cells: Mapping[str, CellSpec], seed: int) -> dict[str, Priority]:
+    """Per cell type, random ranks of the ops of each edge and of the edges (higher wins)."""
+    rng = np.random.default_rng([int(seed), 0x71E5])
+    return {name: (np.argsort(rng.random((c.num_edges, c.num_ops)), axis=1).astype(np.float64),
+                   rng.permutation(c.num_edges).astype(np.float64))
+            for name, c in cells.items()}
 
-    ``exclude`` lists op columns that may never win (DARTS's derivation skips ``none``)."""
-    v = np.asarray(values, dtype=np.float64).copy()
-    if exclude:
-        v[:, list(exclude)] = -np.inf
-    winners = v.argmax(axis=1)  # numpy returns the first maximal index: ties go to the first op
+
+def _position_priority(cell: CellSpec) -> Priority:
+    """Ties to the first op and the earliest edge (DARTS's convention)."""
+    ops = -np.tile(np.arange(cell.num_ops, dtype=np.float64), (cell.num_edges, 1))
+    return ops, -np.arange(cell.num_edges, dtype=np.float64)
+
+
+def select(values: np.ndarray, cell: CellSpec, priority: Priority | None = None) -> Selection:
+    """Winning op per edge and the kept edges per node, from an (edges, ops) array."""
+    v = np.full(np.shape(values), -np.inf)
+    final = list(cell.final_ops)
+    v[:, final] = np.asarray(values, dtype=np.float64)[:, final]
+    op_rank, edge_rank = priority if priority is not None else _position_priority(cell)
+    tied = v == v.max(axis=1, keepdims=True)
+    winners = np.where(tied, op_rank, -np.inf).argmax(axis=1)
     strength = v[np.arange(len(v)), winners]
     selection = [-1] * cell.num_edges
-    for node_edges in cell.node_edges:
+    for i, node_edges in enumerate(cell.node_edges):
         idx = np.array(list(node_edges))
-        order = np.argsort(-strength[idx], kind="stable")  # stable: ties keep the earlier edge
-        for e in idx[order[: cell.keep]]:
+        order = np.lexsort((-edge_rank[idx], -strength[idx]))  # strength first, then rank
+        for e in idx[order[: cell.kept(i)]]:
             selection[int(e)] = int(winners[e])
     return tuple(selection)
 
@@ -47,40 +71,68 @@ def one_hot(selection: Selection, num_ops: int, like: torch.Tensor) -> torch.Ten
     return bar.to(device=like.device, dtype=like.dtype, non_blocking=True)
 
 
-def discretize(a: torch.Tensor, cell: CellSpec) -> tuple[torch.Tensor, Selection]:
+def discretize(a: torch.Tensor, cell: CellSpec,
+               priority: Priority | None = None) -> tuple[torch.Tensor, Selection]:
     """Ā = prox(A): the discrete architecture of continuous parameters A."""
-    sel = select(a.detach().float().cpu().numpy(), cell)
+    sel = select(a.detach().float().cpu().numpy(), cell, priority)
     return one_hot(sel, cell.num_ops, a), sel
 
 
-def selection_to_genotype(selections: dict[str, Selection], cells: dict[str, CellSpec]) -> Genotype:
+def selection_to_genotype(selections: Mapping[str, Selection],
+                          cells: Mapping[str, CellSpec]) -> Genotype:
     """The genotype of a selection: (op, input) of each kept edge, nodes in order."""
     pairs, concat = {}, {}
     for name, cell in cells.items():
         sel = selections[name]
-        out = []
-        for node_edges in cell.node_edges:
-            for e in node_edges:
-                if sel[e] >= 0:
-                    out.append((cell.ops[sel[e]], cell.edges[e][1]))
-        pairs[name] = tuple(out)
+        pairs[name] = tuple((cell.ops[sel[e]], cell.edges[e][1])
+                            for node_edges in cell.node_edges for e in node_edges if sel[e] >= 0)
         concat[name] = cell.concat
     return Genotype(pairs, concat)
 
 
-def genotype_to_selection(genotype: Genotype, cells: dict[str, CellSpec]) -> dict[str, Selection]:
-    """The inverse mapping, for training a fixed genotype on a supernet (random search, tests)."""
-    from nasp.errors import NaspError
-
+def genotype_edges(genotype: Genotype, cells: Mapping[str, CellSpec]
+                   ) -> dict[str, list[tuple[int, int]]]:
+    """Per cell type, the (edge, op column) pairs a genotype runs; raises ``NaspError`` when the
+    genotype does not fit the space (another cell shape, an op the space lacks)."""
     out = {}
     for name, cell in cells.items():
-        sel = [-1] * cell.num_edges
+        if name not in genotype.cells:
+            raise NaspError(f"the genotype has no {name!r} cell (it has "
+                            f"{', '.join(genotype.cells)})", "use a genotype of this space")
         pairs = list(genotype.cells[name])
+        if len(pairs) != cell.num_kept:
+            raise NaspError(f"the genotype's {name!r} cell has {len(pairs)} edges, this space "
+                            f"needs {cell.num_kept}", "use a genotype of this space")
+        if tuple(genotype.concat[name]) != cell.concat:
+            raise NaspError(f"the genotype's {name!r} cell combines nodes "
+                            f"{list(genotype.concat[name])}; this space's cells combine "
+                            f"{list(cell.concat)}", "train it with `nasp train` instead")
+        edges, start = [], 0
         for i, node_edges in enumerate(cell.node_edges):
-            for op, j in pairs[i * cell.keep:(i + 1) * cell.keep]:
+            for op, j in pairs[start:start + cell.kept(i)]:
                 if op not in cell.ops:
-                    raise NaspError(f"op {op!r} is not in this space's {name} cell",
-                                    f"use one of {', '.join(cell.ops)}")
-                sel[node_edges[j]] = cell.ops.index(op)
+                    raise NaspError(f"op {op!r} of the genotype is not in this space's {name} "
+                                    "cell", f"use a space whose {name} cell has {op!r} (it has "
+                                    f"{', '.join(cell.ops)})")
+                if not 0 <= j < len(node_edges):
+                    raise NaspError(f"node {i} of the genotype's {name!r} cell takes input {j}, "
+                                    "which does not exist there", "fix the genotype")
+                edges.append((node_edges[j], cell.ops.index(op)))
+            start += cell.kept(i)
+        out[name] = edges
+    return out
+
+
+def genotype_to_selection(genotype: Genotype,
+                          cells: Mapping[str, CellSpec]) -> dict[str, Selection]:
+    """The selection of a genotype that uses each edge at most once."""
+    out = {}
+    for name, edges in genotype_edges(genotype, cells).items():
+        sel = [-1] * cells[name].num_edges
+        for e, k in edges:
+            if sel[e] >= 0:
+                raise NaspError(f"the genotype's {name!r} cell uses one input of a node twice",
+                                "a selection holds one op per edge")
+            sel[e] = k
         out[name] = tuple(sel)
     return out

@@ -22,80 +22,33 @@ starting A, as NASP's).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from nasp.errors import NaspError
-from nasp.spaces.base import SearchSpace
-from nasp.strategies.base import STRATEGIES, check_options
+from nasp.strategies.base import register
 from nasp.strategies.discretize import discretize
 from nasp.strategies.nasp import NASP
 
-_OPTIONS = ("step", "init", "init_noise")
-_STEPS = ("sgd", "adam")
 
-
-def _arch_optimizer(
-    params: list[torch.Tensor], step: str, lr: float, betas: tuple[float, float], wd: float,
-    strategy: str,
-) -> torch.optim.Optimizer:
-    if step not in _STEPS:
-        raise NaspError(f"unknown step {step!r} for strategy {strategy!r}",
-                        'use --strategy-options \'{"step": "sgd"}\' or "adam"')
-    if not lr > 0:
-        raise NaspError(f"invalid arch_lr {lr!r} for strategy {strategy!r}",
-                        "use a positive --arch-lr")
-    if step == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=wd)
-
-
-@STRATEGIES.register("pa")
+@register("pa")
 class PA(NASP):
     """Standard proximal step: A ∈ C at all times (one-hot rows of kept edges, zero rows)."""
 
-    name = "pa"
-    default_step = "sgd"
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        device: torch.device,
-        *,
-        seed: int = 0,
-        arch_lr: float = 3e-4,
-        arch_betas: tuple[float, float] = (0.5, 0.999),
-        arch_weight_decay: float = 1e-3,
-        lambda_params: float = 0.0,
-        step: str | None = None,
-        init: float = 0.5,
-        init_noise: float = 1e-3,
-        **options: Any,
-    ) -> None:
-        check_options(self.name, options, _OPTIONS)
-        super().__init__(space, device, seed=seed, arch_lr=arch_lr, arch_betas=arch_betas,
-                         arch_weight_decay=arch_weight_decay, lambda_params=lambda_params,
-                         init=init, init_noise=init_noise)
-        self.step = step or self.default_step
-        self.optimizer = _arch_optimizer(list(self.A.values()), self.step, arch_lr, arch_betas,
-                                         arch_weight_decay, self.name)
-        self.project()
-        self._refresh()
+    options: ClassVar[dict[str, Any]] = {**NASP.options, "step": "sgd"}
 
     def project(self) -> None:
         """prox_C: A becomes the discretization of the updated values (eq. 9)."""
         with torch.no_grad():
-            for name, a in self.A.items():
-                a.copy_(discretize(a, self.cells[name])[0])
+            for name, a in self.arch.items():
+                a.copy_(discretize(a, self.cells[name], self.priority[name])[0])
 
 
-@STRATEGIES.register("pa-lazy")
-class PALazy(PA):
+@register("pa-lazy")
+class PALazy(NASP):
     """Lazy proximal step: continuous, unclipped A; Ā = prox_C(A) for every forward pass."""
 
-    name = "pa-lazy"
-    default_step = "adam"
+    options: ClassVar[dict[str, Any]] = {**NASP.options, "step": "adam"}
 
     def project(self) -> None:
         """No projection at all: A may leave [0, 1] (eq. 10); only Ā is discrete."""

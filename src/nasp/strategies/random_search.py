@@ -1,13 +1,14 @@
 """Random search: sample discrete architectures, train each briefly, keep the best.
 
-Candidates are drawn uniformly from the discrete space, seeded: per intermediate node ``keep``
-distinct incoming edges chosen uniformly, and per chosen edge one op chosen uniformly (``none``
-excluded - a final architecture never names it, as in DARTS's derivation). Each candidate trains
-on the same supernet code as every other strategy, running only its own ops (a discrete
-weighting), from freshly initialised weights (``weights_to_reset``) and a fresh learning-rate
-cosine over its epochs (``weight_schedule_epochs``), so candidates are trained alike. The loop
-measures each epoch's validation accuracy of the candidate; the one with the best accuracy at
-the end of its training (lowest perplexity for language models) is the result.
+Candidates are drawn uniformly from the discrete space, seeded: per intermediate node its kept
+number of distinct incoming edges chosen uniformly, and per chosen edge one of the cell's final
+ops (``CellSpec.final_ops``) chosen uniformly. Each candidate trains on the same supernet code as
+every other strategy, running only its own ops (a discrete weighting), from freshly initialised
+weights and a fresh learning-rate cosine over its epochs (``start_epoch``), so candidates are
+trained alike. The loop measures each epoch's validation metrics of the candidate (on the
+architecture split); the candidate with the best accuracy at the end of its training (lowest
+perplexity for language models) is the result, and its metrics are the ones result.json reports
+beside the genotype (``genotype_epoch``).
 
 Budget (``--strategy-options``): ``epochs_per_candidate`` (default max(1, epochs // 5)) and
 ``candidates`` (default epochs // epochs_per_candidate), so the candidates together use the
@@ -19,29 +20,31 @@ derives the other; giving both must fit in ``--epochs``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
-from nasp.spaces.base import CellSpec, SearchSpace
-from nasp.strategies.base import STRATEGIES, ArchContext, Strategy, check_options
+from nasp.spaces.base import CellSpec
+from nasp.strategies.base import Strategy, StrategySetup, register
 from nasp.strategies.discretize import Selection, one_hot, selection_to_genotype
 from nasp.supernet.weighting import CellWeighting, Weighting, selection_plan
 
 Architecture = dict[str, Selection]
 
 
-def sample_architecture(cells: dict[str, CellSpec], rng: np.random.Generator) -> Architecture:
-    """One architecture drawn uniformly: ``keep`` distinct inputs per node, one op per input."""
+def sample_architecture(cells: Mapping[str, CellSpec], rng: np.random.Generator) -> Architecture:
+    """One architecture drawn uniformly: the kept number of distinct inputs per node, one final
+    op per kept input."""
     out = {}
     for name, cell in cells.items():
-        ops = [k for k, op in enumerate(cell.ops) if op != "none"]
+        ops = cell.final_ops
         sel = [-1] * cell.num_edges
-        for node_edges in cell.node_edges:
-            for j in rng.choice(len(node_edges), size=cell.keep, replace=False):
+        for i, node_edges in enumerate(cell.node_edges):
+            for j in rng.choice(len(node_edges), size=cell.kept(i), replace=False):
                 sel[node_edges[int(j)]] = ops[int(rng.integers(len(ops)))]
         out[name] = tuple(sel)
     return out
@@ -74,41 +77,32 @@ def budget(epochs: int, candidates: int | None, epochs_per_candidate: int | None
     return candidates, epochs_per_candidate
 
 
-@STRATEGIES.register("random")
+@register("random")
 class RandomSearch(Strategy):
     """Uniformly sampled candidates trained in turn; the best by validation metric wins."""
 
-    name = "random"
+    options: ClassVar[dict[str, Any]] = {"candidates": None, "epochs_per_candidate": None}
+    network = "the current candidate's network, trained from scratch for its epochs"
+    checkpointed = ("scores", "current")
 
-    def __init__(self, space: SearchSpace, device: torch.device, *, seed: int = 0,
-                 epochs: int = 50, candidates: int | None = None,
-                 epochs_per_candidate: int | None = None, **options: Any) -> None:
-        super().__init__(space, device)
-        check_options(self.name, options, ("candidates", "epochs_per_candidate"))
+    def __init__(self, setup: StrategySetup, **options: Any) -> None:
+        super().__init__(setup, **options)
         self.num_candidates, self.epochs_per_candidate = budget(
-            epochs, _count("candidates", candidates),
-            _count("epochs_per_candidate", epochs_per_candidate))
-        rng = np.random.default_rng([int(seed), 0x5EED])
+            setup.epochs, _count("candidates", self.opts["candidates"]),
+            _count("epochs_per_candidate", self.opts["epochs_per_candidate"]))
+        rng = np.random.default_rng([int(setup.seed), 0x5EED])
         self.candidates = [sample_architecture(self.cells, rng)
                            for _ in range(self.num_candidates)]
         self.scores: dict[int, float] = {}  # candidate -> validation metric at its last epoch
         self.current = 0
-        self._reset = False
 
-    # --- schedule ---------------------------------------------------------------------------
-    def start_epoch(self, epoch: int, epochs: int) -> None:
+    def start_epoch(self, epoch: int) -> int | None:
+        """Every candidate, the first included, starts on freshly drawn weights and a fresh
+        learning-rate cosine over its own epochs."""
         self.current = min(epoch // self.epochs_per_candidate, self.num_candidates - 1)
-        # every candidate, the first included, starts on freshly drawn weights and a fresh
-        # learning-rate cosine over its own epochs
-        self._reset = epoch % self.epochs_per_candidate == 0
+        return self.epochs_per_candidate if epoch % self.epochs_per_candidate == 0 else None
 
-    def weights_to_reset(self) -> bool:
-        return self._reset
-
-    def weight_schedule_epochs(self) -> int | None:
-        return self.epochs_per_candidate
-
-    def end_epoch(self, epoch: int, epochs: int, metrics: dict[str, Any]) -> None:
+    def end_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
         metrics["candidate"] = self.current
         if (epoch + 1) % self.epochs_per_candidate == 0:
             if "valid_acc" in metrics:
@@ -119,14 +113,10 @@ class RandomSearch(Strategy):
     def finished(self) -> bool:
         return len(self.scores) >= self.num_candidates
 
-    # --- architecture -----------------------------------------------------------------------
     def weighting(self) -> Weighting:
         arch = self.candidates[self.current]
         return {name: CellWeighting(None, selection_plan(arch[name], cell.num_ops))
                 for name, cell in self.cells.items()}
-
-    def arch_step(self, ctx: ArchContext, train_batch: Any, val_batch: Any) -> None:
-        """No architecture parameters: candidates are sampled, not learned."""
 
     def best(self) -> int:
         """The best scored candidate (ties: the earlier), or the current one before any."""
@@ -137,15 +127,13 @@ class RandomSearch(Strategy):
     def genotype(self) -> Genotype:
         return selection_to_genotype(self.candidates[self.best()], self.cells)
 
+    def genotype_epoch(self) -> int | None:
+        """The last epoch of the best candidate: its metrics are the genotype's."""
+        if not self.scores:
+            return None
+        return (self.best() + 1) * self.epochs_per_candidate - 1
+
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         arch = self.candidates[self.current]
-        like = torch.zeros(())
-        return {name: {"A_bar": one_hot(arch[name], cell.num_ops, like)}
+        return {name: {"A_bar": one_hot(arch[name], cell.num_ops, torch.zeros(()))}
                 for name, cell in self.cells.items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"scores": dict(self.scores), "current": self.current}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scores = {int(k): float(v) for k, v in state["scores"].items()}
-        self.current = int(state["current"])

@@ -6,19 +6,16 @@ space. Channels and image size come from the data, so 1x28x28 and 3x32x32 inputs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from nasp.ops import FactorizedReduce, ReLUConvBN
+from nasp.ops import FactorizedReduce, GlobalAvgPool, ReLUConvBN, reduction_layers
 from nasp.spaces.base import CellSpec, SearchSpace
 from nasp.supernet.mixed import MixedOp
-from nasp.supernet.probe import probe_node
+from nasp.supernet.probe import ProbeInput, probe_node
 from nasp.supernet.weighting import PROBE, CellWeighting, Weighting
-
-
-def reduction_layers(layers: int) -> tuple[int, ...]:
-    """Cells at 1/3 and 2/3 depth halve the resolution and double the channels."""
-    return (layers // 3, 2 * layers // 3)
 
 
 class SearchCell(nn.Module):
@@ -40,29 +37,60 @@ class SearchCell(nn.Module):
         else:
             self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=False)
-        self.edges = nn.ModuleList(
-            MixedOp(spec.ops, c, 2 if reduction and j < spec.inputs else 1)
-            for _, j in spec.edges
-        )
+        self.edges = nn.ModuleList(MixedOp(spec.ops, c, spec.stride(e))
+                                   for e in range(spec.num_edges))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, w: CellWeighting) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+    def forward(self, r0: torch.Tensor, r1: torch.Tensor, w: CellWeighting) -> torch.Tensor:
+        """``r0``, ``r1``: the ReLUs of the two previous cells' outputs. Both preprocessing
+        blocks start with that ReLU, and every output feeds two cells: the network computes
+        and keeps it once per output instead of once per reader."""
+        states = [self.preprocess0.from_relu(r0), self.preprocess1.from_relu(r1)]
+        inputs: dict[int, ProbeInput] = {}  # one per probed state: probes share work on it
         for node_edges in self.spec.node_edges:
-            total, probes = None, []
-            for e in node_edges:
-                _, j = self.spec.edges[e]
-                row = None if w.weights is None else w.weights[e]
-                y = self.edges[e](states[j], row, w.plan[e])
-                if y is not None:
-                    total = y if total is None else total + y
-                probes.extend((e, k, self.edges[e].ops[k], states[j])
-                              for k, code in enumerate(w.plan[e]) if code == PROBE)
-            if total is None:
-                raise RuntimeError("a node has no executed incoming edge; the weighting is invalid")
-            if probes and w.weights is not None and torch.is_grad_enabled():
-                total = probe_node(total, w.weights, probes)
-            states.append(total)
+            states.append(node_output(self.spec, self.edges, node_edges, states, w,
+                                      inputs=inputs))
         return torch.cat([states[n] for n in self.spec.concat], dim=1)
+
+
+def node_output(
+    spec: CellSpec,
+    edges: nn.ModuleList,
+    node_edges: range,
+    states: list[torch.Tensor],
+    w: CellWeighting,
+    empty: Callable[[], torch.Tensor] | None = None,
+    inputs: dict[int, ProbeInput] | None = None,
+) -> torch.Tensor:
+    """One intermediate node: the sum of what the plan RUNs on its incoming edges, with the
+    architecture gradient of its PROBE ops attached (``probe_node``). A node on which nothing
+    runs is ``empty()`` where the space allows it (NAS-Bench-201: zeros, as if every edge were
+    ``none``); without ``empty`` it means the weighting is invalid. ``inputs``: one
+    ``ProbeInput`` per probed state of the cell, so the probes of all its nodes share work."""
+    probing = w.weights is not None and torch.is_grad_enabled()
+    inputs = {} if inputs is None else inputs
+    total, probes = None, []
+    for e in node_edges:
+        _, j = spec.edges[e]
+        row = None if w.weights is None else w.weights[e]
+        y = edges[e](states[j], row, w.plan[e])
+        if y is not None:
+            total = y if total is None else total + y
+        if not probing:
+            continue
+        for k, code in enumerate(w.plan[e]):
+            if code == PROBE:
+                inp = inputs.get(j)
+                if inp is None:
+                    inp = inputs[j] = ProbeInput(states[j])
+                inp.users += 1
+                probes.append((e, k, edges[e].ops[k], inp))
+    if total is None:
+        if empty is None:
+            raise RuntimeError("a node has no executed incoming edge; the weighting is invalid")
+        total = empty()
+    if probes:
+        total = probe_node(total, w.weights, probes)
+    return total
 
 
 class SearchCNN(nn.Module):
@@ -98,11 +126,15 @@ class SearchCNN(nn.Module):
             self.cells.append(cell)
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.relu = nn.ReLU()  # of each cell output, shared by the two cells that read it
+        self.pool = GlobalAvgPool()
         self.classifier = nn.Linear(c_prev, num_classes)
 
     def forward(self, x: torch.Tensor, weighting: Weighting) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weighting[cell.cell_type])
-        return self.classifier(self.pool(s1).flatten(1))
+        out = self.stem(x)
+        r0 = r1 = self.relu(out)
+        for i, cell in enumerate(self.cells):
+            out = cell(r0, r1, weighting[cell.cell_type])
+            if i + 1 < len(self.cells):
+                r0, r1 = r1, self.relu(out)
+        return self.classifier(self.pool(out))

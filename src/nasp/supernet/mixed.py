@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -13,21 +15,36 @@ class MixedOp(nn.Module):
     """``s = Σ_k w_k · op_k(x)`` over the ops the plan RUNs.
 
     PROBE ops are the cell's business (their gradient is computed per node, in backward);
-    returns ``None`` when nothing runs, so the caller can drop the edge."""
+    returns ``None`` when nothing runs, so the caller can drop the edge. The ``none`` op is
+    left out of the sum (it adds zeros, and its weight's gradient ⟨∂L/∂s, 0⟩ is zero either
+    way) unless it is all the edge runs. ``make`` builds an op from its name (default: DARTS's
+    registry; nb201 cells pass the benchmark's)."""
 
-    def __init__(self, ops: tuple[str, ...], c: int, stride: int) -> None:
+    def __init__(self, ops: tuple[str, ...], c: int, stride: int,
+                 make: Callable[..., nn.Module] = make_op) -> None:
         super().__init__()
-        self.ops = nn.ModuleList(make_op(name, c, stride, affine=False) for name in ops)
+        self.ops = nn.ModuleList(make(name, c, stride, affine=False) for name in ops)
+        self.zero = tuple(bool(getattr(op, "is_zero", False)) for op in self.ops)
 
     def forward(
         self, x: torch.Tensor, weights: torch.Tensor | None, codes: tuple[int, ...]
     ) -> torch.Tensor | None:
-        out = None
+        out, skipped = None, None
         for k, code in enumerate(codes):
             if code != RUN:
                 continue
+            if self.zero[k]:
+                skipped = k
+                continue
             y = self.ops[k](x)
+            if weights is None:
+                out = y if out is None else out + y
+            elif out is None:
+                out = weights[k] * y
+            else:  # out + w_k * y in one pass
+                out = torch.addcmul(out, weights[k], y)
+        if out is None and skipped is not None:
+            out = self.ops[skipped](x)
             if weights is not None:
-                y = weights[k] * y
-            out = y if out is None else out + y
+                out = weights[skipped] * out
         return out

@@ -33,9 +33,6 @@ class CellWeighting:
     weights: torch.Tensor | None
     plan: Plan
 
-    def active_ops(self, edge: int) -> list[int]:
-        return [k for k, code in enumerate(self.plan[edge]) if code != SKIP]
-
 
 Weighting = dict[str, CellWeighting]
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from nasp.genotype import Genotype
 from nasp.spaces.base import SearchSpace
 from nasp.supernet.weighting import Weighting
 
@@ -40,7 +41,14 @@ class SearchTask(Protocol):
         """Turn summed metrics into the epoch record's fields, e.g. train_loss, train_acc."""
 
     def evaluate(self, weighting: Weighting) -> dict[str, float]:
-        """Validation metrics (``valid_loss``, ``valid_acc`` or ``valid_ppl``) in eval mode."""
+        """Held-out metrics in eval mode: ``valid_loss``, ``valid_acc`` or ``valid_ppl`` on the
+        architecture split, ``test_*`` on the test split (``evaluate_on``)."""
+
+    def genotype_metrics(self, genotype: Genotype) -> dict[str, float]:
+        """Known facts about a genotype itself (NAS-Bench-201's ground truth), per epoch."""
+
+    def eval_params_m(self, genotype: Genotype) -> float:
+        """Parameters (M) of the genotype's evaluation network at the paper's size."""
 
     def state_dict(self) -> dict[str, Any]:
         """Task state that a resume must restore beyond the model (e.g. hidden states)."""

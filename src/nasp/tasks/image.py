@@ -1,7 +1,9 @@
 """Image classification as a search task: the CNN supernet on a seeded train/validation split.
 
-Following DARTS and NASP, the training set is split in two: network weights learn on one part,
-architecture parameters on the other; the test set is not touched by a search.
+Following DARTS and NASP, the training set is split in two: network weights learn on one part
+(the weight split), architecture parameters on the other (the architecture split, which also
+gives the per-epoch validation metrics). The test set is held out: a search never sees it, and
+only ``evaluate_on="test"`` (``nasp compare``'s scoring of final architectures) reads it.
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nasp.config import SearchConfig
+from nasp.configs import SearchConfig
 from nasp.data import DeviceLoader, ImageDataset, load_image_dataset, split_indices
+from nasp.device import resolve_memory_format
+from nasp.distributed import Dist
 from nasp.errors import NaspError
+from nasp.genotype import Genotype
 from nasp.spaces import get_space
+from nasp.spaces.base import SearchSpace
 from nasp.supernet.cnn import SearchCNN
 from nasp.supernet.weighting import Weighting
 
 
 class ImageSearchTask:
-    def __init__(self, cfg: SearchConfig, dataset: ImageDataset, device: torch.device) -> None:
+    def __init__(self, cfg: SearchConfig, dataset: ImageDataset, device: torch.device,
+                 dist: Dist | None = None) -> None:
         self.space = get_space(cfg.space)
         self.device = device
+        self.dist = dist or Dist(device=device)
         self.dataset = dataset
         x, y = dataset.train_x, dataset.train_y
         if x.dim() != 4 or x.dtype != torch.uint8:
@@ -44,19 +52,26 @@ class ImageSearchTask:
         h = int(x.shape[-1])
         pad = cfg.crop_padding if cfg.crop_padding is not None else (4 if h >= 32 else 2)
         hflip = dataset.hflip if cfg.hflip is None else cfg.hflip
-        common = dict(mean=dataset.mean, std=dataset.std, device=device)
+        fmt = resolve_memory_format(device, cfg.memory_format)
+        common = dict(mean=dataset.mean, std=dataset.std, device=device,
+                      channels_last=fmt == torch.channels_last)
+        # every rank reads its shard of each global batch (one process: all of it)
+        shard = (self.dist.rank, self.dist.world_size)
         self.train = DeviceLoader(x[train_idx], y[train_idx], cfg.batch_size, shuffle=True,
                                   drop_last=True, seed=cfg.seed, crop_padding=pad, hflip=hflip,
-                                  cutout=cfg.cutout, **common)
+                                  cutout=cfg.cutout, shard=shard, **common)
         # the validation stream feeds the architecture step: shuffled, not augmented (as DARTS)
         self.valid = DeviceLoader(x[val_idx], y[val_idx], cfg.batch_size, shuffle=True,
-                                  drop_last=True, seed=cfg.seed + 1, **common)
-        self.valid_eval = DeviceLoader(x[val_idx], y[val_idx], max(cfg.batch_size, 256),
+                                  drop_last=True, seed=cfg.seed + 1, shard=shard, **common)
+        ex, ey = (x[val_idx], y[val_idx]) if cfg.evaluate_on == "valid" else \
+            (dataset.test_x, dataset.test_y)
+        lo, hi = self.dist.eval_range(len(ey))  # a part each; the sums are added up
+        self.valid_eval = DeviceLoader(ex[lo:hi], ey[lo:hi], max(cfg.batch_size, 256),
                                        shuffle=False, drop_last=False, **common)
+        self.eval_prefix = cfg.evaluate_on
         self.max_steps = cfg.max_steps_per_epoch
-        self.model = SearchCNN(self.space, dataset.channels, dataset.num_classes,
-                               channels=cfg.channels, layers=cfg.layers,
-                               stem_multiplier=cfg.stem_multiplier).to(device)
+        self.model = search_network(self.space, dataset.channels, dataset.num_classes,
+                                    cfg).to(device).to(memory_format=fmt)
 
     def steps_per_epoch(self) -> int:
         n = min(len(self.train), len(self.valid))
@@ -99,7 +114,27 @@ class ImageSearchTask:
             total["correct"] += (logits.argmax(1) == y).sum()
             total["count"] += y.numel()
         self.model.train(was_training)
-        return self.summarize({k: float(v) for k, v in total.items()}, "valid")
+        total = self.dist.sum_metrics(total)
+        return self.summarize({k: float(v) for k, v in total.items()}, self.eval_prefix)
+
+    def genotype_metrics(self, genotype: Genotype) -> dict[str, float]:
+        """The benchmark's ground truth of a NAS-Bench-201 cell (200-epoch test accuracy on
+        CIFAR-10, CIFAR-100, ImageNet16-120), recorded every epoch; nothing for other spaces."""
+        if genotype.family != "nb201":
+            return {}
+        from nasp.nb201 import lookup
+
+        return {f"nb201_{k}": v for k, v in lookup(genotype).items()}
+
+    def eval_params_m(self, genotype: Genotype) -> float:
+        """Parameters (M) of the genotype's evaluation network at the paper's size (20 cells,
+        C=36) for this data, for size-vs-λ plots."""
+        from nasp.models import build_eval_model, count_params
+
+        ds = self.dataset
+        net = build_eval_model(genotype, ds.channels, ds.num_classes, ds.image_size[-1],
+                               auxiliary=False)  # the family's paper size (nb201: C=16, N=5)
+        return count_params(net) / 1e6
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -108,5 +143,23 @@ class ImageSearchTask:
         pass
 
 
-def build_image_task(cfg: SearchConfig, device: torch.device) -> ImageSearchTask:
-    return ImageSearchTask(cfg, load_image_dataset(cfg.data, cfg.data_root), device)
+def search_network(space: SearchSpace, in_channels: int, num_classes: int,
+                   cfg: SearchConfig) -> torch.nn.Module:
+    """The supernet of the space's family: DARTS-style cells, or NAS-Bench-201's fixed
+    skeleton (``layers`` cells in three stages)."""
+    if space.family == "nb201":
+        from nasp.supernet.nb201 import NB201SearchNet
+
+        if cfg.layers % 3:
+            raise NaspError(f"an nb201 network has three stages of cells, so --layers "
+                            f"{cfg.layers} must be a multiple of 3", "use --layers 15 (the "
+                            "benchmark's) or 3, 6, 9, ...")
+        return NB201SearchNet(space, in_channels, num_classes, channels=cfg.channels,
+                              cells_per_stage=cfg.layers // 3)
+    return SearchCNN(space, in_channels, num_classes, channels=cfg.channels, layers=cfg.layers,
+                     stem_multiplier=cfg.stem_multiplier)
+
+
+def build_image_task(cfg: SearchConfig, device: torch.device,
+                     dist: Dist | None = None) -> ImageSearchTask:
+    return ImageSearchTask(cfg, load_image_dataset(cfg.data, cfg.data_root), device, dist)

@@ -3,7 +3,8 @@
 As in DARTS's recurrent search, network weights learn on the training text and architecture
 parameters on the validation text, both cut into ``batch_size`` parallel streams and read in
 ``bptt``-token windows; ``evaluate`` reports perplexity on the validation text with
-``eval_batch_size`` streams. The test text is never touched by a search.
+``eval_batch_size`` streams. The test text is held out: only ``evaluate_on="test"``
+(``nasp compare``'s scoring of final architectures) reads it.
 
 Hidden states. Each stream (train, valid) carries its hidden state from one window to the next
 (truncated back-propagation: the state is detached between windows) and restarts from zeros
@@ -36,10 +37,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nasp.config import SearchConfig
+from nasp.configs import SearchConfig
 from nasp.data.text import Corpus, batchify, get_batch, load_corpus
 from nasp.device import tune_cpu_allocator
+from nasp.distributed import Dist
 from nasp.errors import NaspError
+from nasp.genotype import Genotype
+from nasp.models.rnn import count_lm_params, perplexity
 from nasp.spaces import get_space
 from nasp.supernet.rnn import RNNSearchModel
 from nasp.supernet.weighting import Weighting
@@ -78,9 +82,11 @@ class LMBatch:
 
 
 class LMSearchTask:
-    def __init__(self, cfg: SearchConfig, corpus: Corpus, device: torch.device) -> None:
+    def __init__(self, cfg: SearchConfig, corpus: Corpus, device: torch.device,
+                 dist: Dist | None = None) -> None:
         self.space = get_space(cfg.space)
         self.device = device
+        self.dist = d = dist or Dist(device=device)
         self.corpus = corpus
         self.ntokens = corpus.ntokens
         self.bptt = cfg.bptt
@@ -93,13 +99,18 @@ class LMSearchTask:
         self.model = RNNSearchModel(self.space, corpus.ntokens, cfg.emsize, cfg.nhid,
                                     cfg.dropout, cfg.dropouth, cfg.dropoutx, cfg.dropouti,
                                     cfg.dropoute).to(device)
-        zeros = self.model.init_hidden(cfg.batch_size)
-        self.train = _Stream("train", batchify(corpus.train, cfg.batch_size, device), cfg.bptt,
-                             zeros)
-        self.valid = _Stream("valid", batchify(corpus.valid, cfg.batch_size, device), cfg.bptt,
-                             zeros.clone())
-        self.eval_batch_size = cfg.eval_batch_size
-        self.valid_eval = batchify(corpus.valid, cfg.eval_batch_size, device)
+        # data parallel: each rank carries its own columns (streams) of the global batch
+        rows = slice(*d.batch_rows(0, cfg.batch_size))
+        eval_rows = slice(*d.batch_rows(0, cfg.eval_batch_size))
+        zeros = self.model.init_hidden(rows.stop - rows.start)
+        self.train = _Stream("train", batchify(corpus.train, cfg.batch_size, device)[:, rows],
+                             cfg.bptt, zeros)
+        self.valid = _Stream("valid", batchify(corpus.valid, cfg.batch_size, device)[:, rows],
+                             cfg.bptt, zeros.clone())
+        self.eval_batch_size = eval_rows.stop - eval_rows.start
+        held_out = corpus.valid if cfg.evaluate_on == "valid" else corpus.test
+        self.valid_eval = batchify(held_out, cfg.eval_batch_size, device)[:, eval_rows]
+        self.eval_prefix = cfg.evaluate_on
         self.max_steps = cfg.max_steps_per_epoch
 
     def steps_per_epoch(self) -> int:
@@ -154,7 +165,16 @@ class LMSearchTask:
             loss_sum += F.cross_entropy(logits.view(-1, self.ntokens), targets, reduction="sum")
             count += targets.numel()
         self.model.train(was_training)
-        return self.summarize({"loss_sum": float(loss_sum), "count": float(count)}, "valid")
+        total = self.dist.sum_metrics({"loss_sum": loss_sum,
+                                       "count": torch.tensor(float(count), device=self.device)})
+        return self.summarize({k: float(v) for k, v in total.items()}, self.eval_prefix)
+
+    def genotype_metrics(self, genotype: Genotype) -> dict[str, float]:
+        return {}
+
+    def eval_params_m(self, genotype: Genotype) -> float:
+        """Parameters (M) of the genotype's language model at the paper's size."""
+        return count_lm_params(genotype, ntokens=self.ntokens) / 1e6
 
     def state_dict(self) -> dict[str, Any]:
         for stream in (self.train, self.valid):
@@ -173,12 +193,8 @@ class LMSearchTask:
             stream.pending = None
 
 
-def perplexity(loss: float) -> float:
-    """exp(loss), capped so that a diverged model reports a huge but finite number."""
-    return math.exp(min(loss, 50.0))
-
-
-def build_lm_task(cfg: SearchConfig, device: torch.device) -> LMSearchTask:
+def build_lm_task(cfg: SearchConfig, device: torch.device,
+                  dist: Dist | None = None) -> LMSearchTask:
     if device.type == "cpu":  # vocabulary-sized tensors every step: see tune_cpu_allocator
         tune_cpu_allocator()
-    return LMSearchTask(cfg, load_corpus(cfg.data, cfg.data_root), device)
+    return LMSearchTask(cfg, load_corpus(cfg.data, cfg.data_root), device, dist)

@@ -1,15 +1,15 @@
-"""Cell diagrams from a genotype dict, as Graphviz DOT and rendered by the ``dot`` executable.
+"""Cell diagrams of a genotype: drawn with matplotlib (no system program), or as Graphviz DOT.
 
 The diagrams follow the convention of the DARTS and NASP papers so results can be set side by
-side with theirs: CNN cells read c_{k-2}, c_{k-1} → nodes 0..3 → c_{k} with every edge labelled
-by its op; the recurrent cell reads x_{t}, h_{t-1} → node 0 → nodes 1..8 → h_{t}.
+side with theirs: CNN cells read c_{k-2}, c_{k-1} -> nodes 0..3 -> c_{k} with every edge labelled
+by its op; the recurrent cell reads x_{t}, h_{t-1} -> node 0 -> nodes 1..8 -> h_{t}; a
+NAS-Bench-201 cell reads its input node 0 -> nodes 1..3, and its output is node 3.
 
-One diagram file holds every cell type of the genotype, each in its own labelled box (a DOT
-cluster), because a CNN architecture is the *pair* of cells and one file is easier to put in a
-paper or a report; ``split=True`` writes one file per cell type for layouts that want them apart.
-
-``dot`` is an external program (Debian/Ubuntu package ``graphviz``), so it is looked up only
-when rendering; writing DOT text (``.dot``/``.gv`` output or :func:`dot_source`) never needs it.
+One diagram file holds every cell type of the genotype (a CNN architecture is the *pair* of
+cells, and one file is easier to put in a paper or a report); ``split=True`` writes one file per
+cell type. PNG, SVG and PDF are drawn by matplotlib (:mod:`nasp.viz.cell_figure`); Graphviz is
+optional: ``.dot``/``.gv`` output writes DOT text without it, and ``engine="graphviz"`` renders
+with the ``dot`` program where it is installed.
 """
 
 from __future__ import annotations
@@ -23,17 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from nasp.errors import NaspError
+from nasp.genotype import CELL_SHAPES, node_sizes
+from nasp.viz.cell_layout import CellGraph
 
 RENDER_SUFFIXES = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 SOURCE_SUFFIXES = (".dot", ".gv")
+ENGINES = ("matplotlib", "graphviz")
 CNN_CELLS = ("normal", "reduce")
-_INSTALL_HINT = "install Graphviz: apt-get install graphviz (macOS: brew install graphviz)"
+_INSTALL_HINT = ("install Graphviz with apt-get install graphviz (macOS: brew install "
+                 "graphviz), or use the default engine, matplotlib, which needs no system program")
 _COLORS = {"input": "#cfe8cf", "node": "#cfe0f5", "output": "#f5e6b8"}
 
 
-def _shape(cell: str) -> tuple[int, int]:
-    """(cell inputs, kept edges per node): CNN cells read two states and keep two edges."""
-    return (1, 1) if cell == "recurrent" else (2, 2)
+def _node_sizes(cell: str, n_edges: int) -> list[int] | None:
+    """Edges per intermediate node of ``cell``, or None when ``n_edges`` is not its count."""
+    sizes = node_sizes(cell)
+    return sizes if sum(sizes) == n_edges else None
 
 
 def cell_types(genotype: dict[str, Any], source: str = "genotype") -> list[str]:
@@ -44,25 +49,34 @@ def cell_types(genotype: dict[str, Any], source: str = "genotype") -> list[str]:
     """
     if not isinstance(genotype, dict):
         raise NaspError(f"{source}: expected a JSON object", "see docs/run-folder.md")
-    cells = ["recurrent"] if "recurrent" in genotype else [c for c in CNN_CELLS if c in genotype]
+    if "recurrent" in genotype:
+        cells = ["recurrent"]
+    elif "cell" in genotype:
+        cells = ["cell"]
+    else:
+        cells = [c for c in CNN_CELLS if c in genotype]
     if not cells:
         raise NaspError(
             f"{source}: no cell found (keys: {', '.join(map(str, genotype)) or 'none'})",
-            "a CNN genotype has normal and reduce, a recurrent one has recurrent; "
-            "see docs/run-folder.md")
+            "a CNN genotype has normal and reduce, a recurrent one has recurrent, a "
+            "NAS-Bench-201 one has cell; see docs/run-folder.md")
     for cell in cells:
         pairs = genotype[cell]
-        inputs, keep = _shape(cell)
-        if not isinstance(pairs, list) or not pairs or len(pairs) % keep:
+        inputs, _, keep = CELL_SHAPES[cell]
+        sizes = _node_sizes(cell, len(pairs)) if isinstance(pairs, list) else None
+        if sizes is None:
+            per_node = f"{keep} per node" if keep else "1, 2, 3... per node"
             raise NaspError(f"{source}: {cell!r} must be a list of [op, input] pairs, "
-                            f"{keep} per node", "fix the genotype's edge list")
+                            f"{per_node}", "fix the genotype's edge list")
+        node_of = [n for n, size in enumerate(sizes) for _ in range(size)]
         for e, pair in enumerate(pairs):
             ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
-                  and isinstance(pair[0], str) and isinstance(pair[1], int))
+                  and isinstance(pair[0], str) and isinstance(pair[1], int)
+                  and not isinstance(pair[1], bool))
             if not ok:
                 raise NaspError(f"{source}: {cell}[{e}] = {pair!r} is not an [op, input] pair",
                                 "write it as [\"sep_conv_3x3\", 1]")
-            node = e // keep
+            node = node_of[e]
             if not 0 <= pair[1] < inputs + node:
                 raise NaspError(
                     f"{source}: {cell}[{e}] (node {node}) takes input {pair[1]}, but only "
@@ -72,12 +86,68 @@ def cell_types(genotype: dict[str, Any], source: str = "genotype") -> list[str]:
 
 
 def _concat(genotype: dict[str, Any], cell: str) -> list[int]:
-    inputs, keep = _shape(cell)
+    inputs = CELL_SHAPES[cell][0]
+    sizes = _node_sizes(cell, len(genotype[cell])) or []
     key = "concat" if cell == "recurrent" else f"{cell}_concat"
-    default = list(range(inputs, inputs + len(genotype[cell]) // keep))
+    last = inputs + len(sizes)
+    default = [last - 1] if cell == "cell" else list(range(inputs, last))
     value = genotype.get(key, default)
-    return [int(n) for n in value] if isinstance(value, list) else default
+    if not isinstance(value, list):
+        return default
+    chosen = [int(n) for n in value if isinstance(n, int) and 0 <= n < last]
+    return chosen or default
 
+
+def genotype_edges(genotype: dict[str, Any], cell: str) -> list[tuple[int, int, str]]:
+    """(node, input, op) per kept edge, numbered as arch.jsonl's ``edges`` are: node is the
+    0-based intermediate node, input the genotype's input index."""
+    cell_types(genotype)
+    sizes = _node_sizes(cell, len(genotype[cell])) or []
+    nodes = [n for n, size in enumerate(sizes) for _ in range(size)]
+    return [(n, int(j), str(op)) for n, (op, j) in zip(nodes, genotype[cell])]
+
+
+def _state_label(cell: str, state: int) -> str:
+    if cell in ("recurrent", "cell"):
+        return str(state)
+    return ("c_{k-2}", "c_{k-1}")[state] if state < 2 else str(state - 2)
+
+
+def cell_graph(genotype: dict[str, Any], cell: str, source: str = "genotype") -> CellGraph:
+    """The drawable graph of one cell of ``genotype``, numbered as the papers number it."""
+    present = cell_types(genotype, source)
+    if cell not in present:
+        raise NaspError(f"{source} has no cell {cell!r}", f"choose from {present}")
+    pairs = [(str(op), int(j)) for op, j in genotype[cell]]
+    sizes = _node_sizes(cell, len(pairs)) or []
+    per_node, start = [], 0
+    for size in sizes:
+        per_node.append(pairs[start:start + size])
+        start += size
+    concat = _concat(genotype, cell)
+    if cell == "recurrent":
+        # x_t and h_{t-1} make node 0; genotype state j is node j, drawn as state j + 2
+        nodes = [("0", ((None, 0), (None, 1)))]
+        nodes += [(str(i + 1), tuple((op, j + 2) for op, j in edges))
+                  for i, edges in enumerate(per_node)]
+        return CellGraph("recurrent cell", ("x_{t}", "h_{t-1}"), tuple(nodes),
+                         tuple(c + 2 for c in concat), "h_{t}")
+    inputs = CELL_SHAPES[cell][0]
+    labels = tuple(_state_label(cell, s) for s in range(inputs))
+    nodes = [(_state_label(cell, inputs + i), tuple(edges)) for i, edges in enumerate(per_node)]
+    out_label = "c_{k}" if cell in CNN_CELLS else "output"
+    return CellGraph(f"{cell} cell" if cell != "cell" else "cell", labels, tuple(nodes),
+                     tuple(concat), out_label)
+
+
+def cell_graphs(genotype: dict[str, Any], cells: Sequence[str] | None = None,
+                source: str = "genotype") -> list[CellGraph]:
+    present = cell_types(genotype, source)
+    chosen = list(cells) if cells is not None else present
+    return [cell_graph(genotype, c, source) for c in chosen]
+
+
+# --- Graphviz ----------------------------------------------------------------------------------
 
 def _q(text: str) -> str:
     """A DOT string literal; backslashes doubled so Graphviz escapes like \\N stay literal."""
@@ -85,42 +155,23 @@ def _q(text: str) -> str:
     return '"' + flat.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _state_label(cell: str, state: int) -> str:
-    if cell == "recurrent":
-        return str(state)
-    return ("c_{k-2}", "c_{k-1}")[state] if state < 2 else str(state - 2)
-
-
-def _cell_lines(genotype: dict[str, Any], cell: str, indent: str) -> list[str]:
-    inputs, keep = _shape(cell)
-    pairs = genotype[cell]
-    nodes = len(pairs) // keep
-    ids = {s: _q(f"{cell}_{s}") for s in range(inputs + nodes)}
-    out_id = _q(f"{cell}_out")
+def _dot_lines(graph: CellGraph, prefix: str, indent: str) -> list[str]:
+    n_in = len(graph.inputs)
+    ids = [_q(f"{prefix}_{s}") for s in range(graph.num_states)]
+    out_id = _q(f"{prefix}_out")
     lines = []
-    if cell == "recurrent":
-        for name, label in (("x", "x_{t}"), ("h", "h_{t-1}")):
-            lines.append(f"{indent}{_q(f'{cell}_{name}')} "
-                         f"[label={_q(label)}, fillcolor={_q(_COLORS['input'])}];")
-        lines.append(f"{indent}{ids[0]} [label=\"0\", fillcolor={_q(_COLORS['node'])}];")
-        for name in ("x", "h"):
-            lines.append(f"{indent}{_q(f'{cell}_{name}')} -> {ids[0]} [color=gray];")
-        out_label = "h_{t}"
-    else:
-        for s in range(inputs):
-            lines.append(f"{indent}{ids[s]} [label={_q(_state_label(cell, s))}, "
-                         f"fillcolor={_q(_COLORS['input'])}];")
-        out_label = "c_{k}"
-    for s in range(inputs, inputs + nodes):
-        lines.append(f"{indent}{ids[s]} [label={_q(_state_label(cell, s))}, "
-                     f"fillcolor={_q(_COLORS['node'])}];")
-    for e, (op, j) in enumerate(pairs):
-        target = ids[inputs + e // keep]
-        lines.append(f"{indent}{ids[j]} -> {target} [label={_q(op)}];")
-    lines.append(f"{indent}{out_id} [label={_q(out_label)}, fillcolor={_q(_COLORS['output'])}];")
-    for s in _concat(genotype, cell):
-        if s in ids:
-            lines.append(f"{indent}{ids[s]} -> {out_id} [color=gray];")
+    for s in range(graph.num_states):
+        kind = "input" if s < n_in else "node"
+        lines.append(f"{indent}{ids[s]} [label={_q(graph.state_label(s))}, "
+                     f"fillcolor={_q(_COLORS[kind])}];")
+    for i, (_, edges) in enumerate(graph.nodes):
+        for op, s in edges:
+            attrs = "[color=gray]" if op is None else f"[label={_q(op)}]"
+            lines.append(f"{indent}{ids[s]} -> {ids[n_in + i]} {attrs};")
+    lines.append(f"{indent}{out_id} [label={_q(graph.output_label)}, "
+                 f"fillcolor={_q(_COLORS['output'])}];")
+    for s in graph.output:
+        lines.append(f"{indent}{ids[s]} -> {out_id} [color=gray];")
     return lines
 
 
@@ -145,10 +196,11 @@ def dot_source(genotype: dict[str, Any], cells: Sequence[str] | None = None,
     # With rankdir=LR dot stacks clusters bottom-up in source order; reversed, the first cell
     # (normal) ends up on top, as readers expect.
     for cell in reversed(chosen):
+        graph = cell_graph(genotype, cell, source)
         lines.append(f"  subgraph {_q('cluster_' + cell)} {{")
-        lines.append(f"    label={_q(cell + ' cell')};")
+        lines.append(f"    label={_q(graph.title)};")
         lines.append('    color="#999999";')
-        lines += _cell_lines(genotype, cell, "    ")
+        lines += _dot_lines(graph, cell, "    ")
         lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -158,8 +210,8 @@ def find_dot() -> str:
     """Path of the ``dot`` executable, or a ``NaspError`` saying how to install it."""
     path = shutil.which("dot")
     if path is None:
-        raise NaspError("the Graphviz 'dot' program is not on PATH, so cells cannot be drawn",
-                        _INSTALL_HINT + "; or write .dot text and render it elsewhere")
+        raise NaspError("the Graphviz 'dot' program is not on PATH, so engine 'graphviz' "
+                        "cannot draw", _INSTALL_HINT)
     return path
 
 
@@ -189,11 +241,15 @@ def render_svg(source: str) -> str:
     return re.sub(r"<!DOCTYPE[^>]*>\s*", "", svg)
 
 
+# --- files --------------------------------------------------------------------------------------
+
 def draw_genotype(genotype: dict[str, Any], out: str | os.PathLike[str], *,
-                  split: bool = False) -> list[Path]:
+                  split: bool = False, engine: str = "matplotlib") -> list[Path]:
     """Write the diagram to ``out``, its format chosen by the suffix (.svg .png .pdf .dot .gv).
 
-    With ``split`` each cell type goes to its own file, ``<stem>-<cell><suffix>``.
+    With ``split`` each cell type goes to its own file, ``<stem>-<cell><suffix>``. ``engine``
+    "matplotlib" (the default) needs nothing beyond nasp's dependencies; "graphviz" lays the
+    cells out with the ``dot`` program and fails, before writing anything, where it is missing.
     """
     out = Path(out)
     suffix = out.suffix.lower()
@@ -201,30 +257,40 @@ def draw_genotype(genotype: dict[str, Any], out: str | os.PathLike[str], *,
         raise NaspError(f"cannot tell the diagram format from {out.name!r}",
                         "end the output name with one of: "
                         + ", ".join([*RENDER_SUFFIXES, *SOURCE_SUFFIXES]))
+    if engine not in ENGINES:
+        raise NaspError(f"unknown diagram engine {engine!r}", f"choose from {', '.join(ENGINES)}")
     cells = cell_types(genotype)
-    if suffix in RENDER_SUFFIXES:
+    if suffix in RENDER_SUFFIXES and engine == "graphviz":
         find_dot()  # fail before writing anything
     targets = ([(out.with_name(f"{out.stem}-{c}{out.suffix}"), [c]) for c in cells] if split
                else [(out, cells)])
     out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for path, chosen in targets:
-        text = dot_source(genotype, chosen)
         if suffix in SOURCE_SUFFIXES:
-            path.write_text(text, encoding="utf-8")
+            path.write_text(dot_source(genotype, chosen), encoding="utf-8")
+        elif engine == "graphviz":
+            path.write_bytes(render(dot_source(genotype, chosen), RENDER_SUFFIXES[suffix]))
         else:
-            path.write_bytes(render(text, RENDER_SUFFIXES[suffix]))
+            from nasp.viz.cell_figure import cell_figure
+            from nasp.viz.plots import save_figure
+
+            fig = cell_figure(cell_graphs(genotype, chosen))
+            (written_path,) = save_figure(fig, path.with_suffix(""), (RENDER_SUFFIXES[suffix],))
+            if written_path != path:  # e.g. a suffix in upper case
+                written_path.replace(path)
         written.append(path)
     return written
 
 
 def genotype_text(genotype: dict[str, Any]) -> str:
-    """A readable plain-text listing, for when no diagram can be drawn."""
+    """A readable plain-text listing, for when no diagram is wanted."""
     lines = []
     for cell in cell_types(genotype):
-        inputs, keep = _shape(cell)
-        lines.append(f"{cell} cell (output = {_concat(genotype, cell)}):")
-        for e, (op, j) in enumerate(genotype[cell]):
-            node = _state_label(cell, inputs + e // keep)
-            lines.append(f"  node {node} <- {_state_label(cell, j)}: {op}")
+        graph = cell_graph(genotype, cell)
+        out = ", ".join(graph.state_label(s) for s in graph.output)
+        lines.append(f"{graph.title} (output = {out}):")
+        for label, edges in graph.nodes:
+            lines += [f"  node {label} <- {graph.state_label(s)}: {op}"
+                      for op, s in edges if op is not None]
     return "\n".join(lines)

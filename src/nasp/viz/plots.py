@@ -17,13 +17,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
+from typing import Any
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nasp.errors import NaspError
-from nasp.viz.runs import Run, eval_params_m, final_metric, run_labels
+from nasp.viz.runs import Run, edge_title, eval_params_m, final_metric, run_labels
 
 FORMATS = ("png", "svg")
 # Text stays text in SVG output: searchable, selectable, and checkable by tests.
@@ -77,21 +78,6 @@ def _safe(name: str) -> str:
 
 
 # --- architecture weights ----------------------------------------------------------------------
-
-def input_label(cell: str, j: int, inputs: int) -> str:
-    """The name a cell diagram gives state ``j``: c_{k-2}/c_{k-1} or a node number."""
-    if cell == "recurrent":
-        return f"node {j}"
-    if j < inputs:
-        return ("c_{k-2}", "c_{k-1}")[j] if inputs == 2 else f"input {j}"
-    return f"node {j - inputs}"
-
-
-def edge_title(cell: str, node: int, j: int, inputs: int) -> str:
-    """Panel title of edge (node, input), numbered as in the cell diagrams."""
-    shown = node + 1 if cell == "recurrent" else node
-    return f"node {shown} ← {input_label(cell, j, inputs)}"
-
 
 def arch_matrices(run: Run) -> list[tuple[str, str]]:
     """The (cell, weights name) pairs recorded in arch.jsonl, in order of first appearance."""
@@ -179,6 +165,93 @@ def arch_weights_figure(run: Run, cell: str, name: str) -> Figure:
     return fig
 
 
+# the matrix a strategy summary shows: what the network mixes or runs, on a common scale
+SUMMARY_MATRICES = ("softmax", "A", "weights", "alpha", "A_bar")
+
+
+def _last_matrix(run: Run, cell: str, name: str) -> tuple[list[str], list[tuple[int, int]],
+                                                             list[list[float]]] | None:
+    for record in reversed(run.arch):
+        data = (record.get("cells") or {}).get(cell)
+        if data and name in (data.get("weights") or {}):
+            return list(data["ops"]), [tuple(e) for e in data["edges"]], data["weights"][name]
+    return None
+
+
+def arch_summary_figure(runs: Sequence[Run]) -> Figure:
+    """One compact figure for several runs of a strategy (its seeds): per cell type, a heat map
+    of the final architecture weights (edge x op), averaged over the runs, each op a genotype
+    kept marked with how many of the runs kept it.
+
+    The per-epoch figures (:func:`arch_weights_figure`) are many panels per run; a report over
+    many runs needs one picture per strategy that still shows how sure and how reproducible
+    the search was.
+    """
+    import numpy as np
+
+    from nasp.viz.cells import cell_types, genotype_edges
+
+    searched = [r for r in runs if r.arch]
+    if not searched:
+        runs[0].require("arch.jsonl")
+    first = searched[0]
+    pairs = arch_matrices(first)
+    cells = list(dict.fromkeys(c for c, _ in pairs))
+    panels = []
+    for cell in cells:
+        names = [n for c, n in pairs if c == cell]
+        name = next((n for n in SUMMARY_MATRICES if n in names), names[0])
+        ref = _last_matrix(first, cell, name)
+        assert ref is not None
+        ops, edges, _ = ref
+        used, mats = [], []
+        for run in searched:
+            got = _last_matrix(run, cell, name)
+            if got is not None and got[0] == ops and got[1] == edges:
+                used.append(run)
+                mats.append(got[2])
+        kept = np.zeros((len(edges), len(ops)), dtype=int)
+        for run in used:
+            if run.genotype is None:
+                continue
+            try:
+                if cell not in cell_types(run.genotype):
+                    continue
+                walk = genotype_edges(run.genotype, cell)
+            except NaspError:
+                continue
+            for node, j, op in walk:
+                if (node, j) in edges and op in ops:
+                    kept[edges.index((node, j)), ops.index(op)] += 1
+        panels.append((cell, name, ops, edges, np.mean(np.array(mats, dtype=float), axis=0),
+                       kept, len(used)))
+    with matplotlib.rc_context(_RC):
+        rows = max(len(p[3]) for p in panels)
+        width = sum(0.9 + 0.28 * len(p[2]) + 0.9 for p in panels) + 0.4
+        height = 0.19 * rows + 2.0
+        fig = _new_figure(width, height)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (cell, name, ops, edges, mean_w, kept, n) in zip(axes, panels, strict=True):
+            image = ax.imshow(mean_w, cmap="Blues", aspect="auto", interpolation="nearest",
+                              vmin=min(0.0, float(mean_w.min())),
+                              vmax=max(float(mean_w.max()), 1e-9))
+            ax.set_xticks(range(len(ops)), ops, rotation=60, ha="right",
+                          rotation_mode="anchor")
+            inputs = sum(1 for node, _ in edges if node == 0)
+            ax.set_yticks(range(len(edges)),
+                          [edge_title(cell, node, j, inputs) for node, j in edges])
+            ax.tick_params(length=0)
+            high = float(mean_w.max())
+            for e, k in zip(*np.nonzero(kept)):
+                dark = mean_w[e, k] > 0.6 * high
+                ax.text(k, e, str(kept[e, k]), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "#1a1a1a", fontweight="bold")
+            ax.set_title(f"{cell} cell: final {name}, mean of {n} run{'s' * (n != 1)}")
+            fig.colorbar(image, ax=ax, shrink=0.6, pad=0.02)
+        fig.suptitle(f"{first.strategy}: numbers count the runs whose genotype kept that op")
+    return fig
+
+
 def plot_arch_weights(run: Run, out_dir: str | os.PathLike[str],
                       formats: Sequence[str] = FORMATS) -> list[Path]:
     """``arch-<cell>-<name>.<fmt>`` for every weights matrix and cell type of a search run."""
@@ -228,16 +301,7 @@ def accuracy_vs_time_figure(runs: Sequence[Run]) -> Figure:
     panels = [(task, rs) for task, rs in panels if rs]
     longest = max((x for r in runs for x in _time_series(r, _metric(r))[0]), default=0.0)
     unit, scale = _time_unit(longest)
-    # A comparison holds strategies x seeds runs: one colour per strategy and one marker / dash
-    # per repeat keeps 21 lines readable where a colour per run would cycle and repeat.
-    strategies = list(dict.fromkeys(r.strategy for r in runs))
-    colours = {name: f"C{i % 10}" for i, name in enumerate(strategies)}
-    repeat: dict[int, int] = {}  # the how-manieth run of its strategy
-    seen: dict[str, int] = {}
-    for run in runs:
-        repeat[id(run)] = seen.get(run.strategy, 0)
-        seen[run.strategy] = repeat[id(run)] + 1
-    markers, dashes = "os^Dvx*P", ("-", "--", ":", "-.")
+    style = line_styles(runs)
     with matplotlib.rc_context(_RC):
         fig = _new_figure(5.5 * len(panels) + (1.6 if len(runs) > 1 else 0.0), 3.8)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -248,18 +312,80 @@ def accuracy_vs_time_figure(runs: Sequence[Run]) -> Figure:
                 if not xs:
                     raise NaspError(f"{run.path / 'metrics.jsonl'} has no {metric} with a time",
                                     "each line needs wall_time (or epoch_time) and " + metric)
-                k = repeat[id(run)]
-                ax.plot([x / scale for x in xs], ys, color=colours[run.strategy],
-                        marker=markers[k % len(markers)], markersize=3,
-                        linestyle=dashes[k % len(dashes)], label=labels[id(run)])
+                ax.plot([x / scale for x in xs], ys, **style[id(run)], label=labels[id(run)])
             ax.set_xlabel(f"wall-clock time ({unit})")
-            ax.set_ylabel("validation perplexity" if task == "lm" else "validation accuracy (%)")
-            ax.set_title("validation perplexity vs. search time" if task == "lm"
-                         else "validation accuracy vs. search time")
+            # what a search evaluates differs by strategy (NASP: the network under Ā; DARTS:
+            # the softmax mixture; ...): a search-time figure, never the genotype's own score
+            ax.set_ylabel("search-time valid perplexity" if task == "lm"
+                          else "search-time valid accuracy (%)")
+            ax.set_title("search network's validation perplexity vs. time" if task == "lm"
+                         else "search network's validation accuracy vs. time")
             ax.grid(alpha=0.3)
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
                       ncols=1 if len(task_runs) <= 14 else 2)
     return fig
+
+
+def line_styles(runs: Sequence[Run]) -> dict[int, dict[str, Any]]:
+    """Per run (by id): a comparison holds strategies x seeds runs; one colour per strategy and
+    one marker / dash per repeat keeps 21 lines readable where a colour per run would cycle."""
+    strategies = list(dict.fromkeys(r.strategy for r in runs))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(strategies)}
+    markers, dashes = "os^Dvx*P", ("-", "--", ":", "-.")
+    seen: dict[str, int] = {}
+    out = {}
+    for run in runs:
+        k = seen.get(run.strategy, 0)
+        seen[run.strategy] = k + 1
+        out[id(run)] = dict(color=colours[run.strategy], marker=markers[k % len(markers)],
+                            markersize=3, linestyle=dashes[k % len(dashes)])
+    return out
+
+
+# NAS-Bench-201 ground truth columns of metrics.jsonl: (key, title)
+BENCHMARK = (("nb201_cifar10_test", "CIFAR-10"), ("nb201_cifar100_test", "CIFAR-100"),
+             ("nb201_imagenet16_test", "ImageNet16-120"))
+
+
+def benchmark_runs(runs: Sequence[Run]) -> list[Run]:
+    """The runs whose metrics carry NAS-Bench-201 ground truth (searches on the nb201 space)."""
+    return [r for r in runs if any(BENCHMARK[0][0] in m for m in r.metrics)]
+
+
+def benchmark_figure(runs: Sequence[Run]) -> Figure:
+    """The benchmark papers' figure: per epoch, the ground-truth test accuracy of the cell each
+    search holds, one line per strategy and seed, one panel per benchmark dataset, with the
+    benchmark's best cell as a dashed line."""
+    runs = benchmark_runs(runs)
+    if not runs:
+        raise NaspError("none of the runs records NAS-Bench-201 ground truth",
+                        "pass searches of the nb201 space (nasp search --space nb201)")
+    from nasp.nb201 import best
+
+    labels = dict(zip((id(r) for r in runs), run_labels(runs), strict=True))
+    style = line_styles(runs)
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(4.2 * len(BENCHMARK) + 1.8, 3.6)
+        axes = fig.subplots(1, len(BENCHMARK), squeeze=False)[0]
+        for ax, (key, title) in zip(axes, BENCHMARK, strict=True):
+            for run in runs:
+                points = [(m["epoch"] + 1, m[key]) for m in run.metrics if key in m]
+                ax.plot(*zip(*points), **style[id(run)], label=labels[id(run)])
+            ax.axhline(best(key.split("_")[1])[key.removeprefix("nb201_")], color="0.4",
+                       linestyle="--", linewidth=1, label="best cell of the benchmark")
+            ax.set_xlabel("search epoch")
+            ax.set_ylabel("test accuracy of the cell held (%)")
+            ax.set_title(f"NAS-Bench-201 ground truth: {title}")
+            ax.grid(alpha=0.3)
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                        ncols=1 if len(runs) <= 14 else 2)
+    return fig
+
+
+def plot_benchmark(runs: Sequence[Run], out_dir: str | os.PathLike[str],
+                   stem: str = "nb201-vs-epoch", formats: Sequence[str] = FORMATS) -> list[Path]:
+    """``nb201-vs-epoch.<fmt>``: ground truth of the cells the searches held, per epoch."""
+    return save_figure(benchmark_figure(runs), Path(out_dir) / stem, formats)
 
 
 def _metric(run: Run) -> str:
@@ -286,7 +412,7 @@ def lambda_points(runs: Sequence[Run]) -> dict[str, dict[str, list[tuple[float, 
         params = eval_params_m(run)
         if params is not None:
             entry["params"].append((lam, params))
-        value = final_metric(run, _metric(run))
+        value = final_metric(run, _metric(run).replace("valid", "test"))
         if value is not None:
             entry["metric"].append((lam, value * (100.0 if run.task == "cnn" else 1.0)))
     return out
@@ -307,7 +433,7 @@ def lambda_figure(runs: Sequence[Run]) -> Figure:
     """
     with_lambda = [r for r in runs if r.lambda_params is not None]
     if not with_lambda:
-        raise NaspError("none of the runs has a regularizer weight λ (config.json lambda_params)",
+        raise NaspError("none of the runs has a regularizer weight λ (config.json lambda_cost)",
                         "pass search runs made with --lambda-params, e.g. a NASP λ sweep")
     if len({r.task for r in with_lambda}) > 1:
         raise NaspError("the λ plot got both CNN and language-model runs",
@@ -315,8 +441,8 @@ def lambda_figure(runs: Sequence[Run]) -> Figure:
     data = lambda_points(with_lambda)
     if not any(d["params"] or d["metric"] for d in data.values()):
         raise NaspError(
-            "the runs with a λ have no result.json eval_params_m or validation metric",
-            "wait for the searches to finish (result.json is written at the end)")
+            "the runs with a λ have no result.json eval_params_m or retrained test metric",
+            "score them with `nasp compare` (final_test_*), or wait for them to finish")
     lm = with_lambda[0].task == "lm"
     lams = sorted({r.lambda_params for r in with_lambda if r.lambda_params is not None})
     with matplotlib.rc_context(_RC):
@@ -324,7 +450,8 @@ def lambda_figure(runs: Sequence[Run]) -> Figure:
         ax_params, ax_metric = fig.subplots(1, 2)
         for ax, key, ylabel in ((ax_params, "params", "parameters (M)"),
                                 (ax_metric, "metric",
-                                 "validation perplexity" if lm else "validation accuracy (%)")):
+                                 "test perplexity, retrained" if lm
+                                 else "test accuracy, retrained (%)")):
             for k, (strategy, entry) in enumerate(data.items()):
                 points = entry[key]
                 if not points:
@@ -342,7 +469,7 @@ def lambda_figure(runs: Sequence[Run]) -> Figure:
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         ax_params.set_title("model size vs. λ")
-        ax_metric.set_title(("validation perplexity" if lm else "validation accuracy") + " vs. λ")
+        ax_metric.set_title(("test perplexity" if lm else "test accuracy") + " vs. λ")
     return fig
 
 
@@ -354,7 +481,7 @@ def _lambda_axis(ax, lams: list[float]) -> None:
             ax.set_xscale("symlog", linthresh=min(positive))
         else:
             ax.set_xscale("log")
-    ax.set_xlabel("λ (lambda_params)")
+    ax.set_xlabel("λ (lambda_cost)")
 
 
 def plot_lambda(runs: Sequence[Run], out_dir: str | os.PathLike[str], stem: str = "lambda",

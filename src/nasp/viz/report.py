@@ -1,12 +1,14 @@
 """One self-contained HTML page summarising several run folders.
 
 The page must open offline and survive being mailed or attached to an issue, so everything is
-inside it: CSS in a ``<style>`` element, figures as inline SVG (matplotlib and Graphviz both
-write SVG, which stays sharp and keeps text searchable), no scripts, fonts or links outside the
-page. Every string that comes from a run folder is HTML-escaped.
+inside it: CSS in a ``<style>`` element, figures as inline SVG (sharp, and its text stays
+searchable), no scripts, fonts or links outside the page. Every string that comes from a run
+folder is HTML-escaped. It must also stay small enough to open and send with many runs in it,
+so by default a strategy gets one architecture figure over its seeds and a run a compact
+section (facts and cell diagram); ``full`` adds every run's per-epoch figures.
 
-A problem with one figure (a run still in progress, no ``dot`` installed) becomes a visible note
-in its place rather than failing the whole report: a partial report is more useful than none.
+A problem with one figure (a run still in progress, a damaged file) becomes a visible note in
+its place rather than failing the whole report: a partial report is more useful than none.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from nasp.errors import NaspError
-from nasp.viz.cells import dot_available, dot_source, genotype_text, render_svg
+from nasp.viz.cell_figure import cell_figure
+from nasp.viz.cells import cell_graphs
 from nasp.viz.plots import (
     accuracy_vs_time_figure,
     arch_matrices,
+    arch_summary_figure,
     arch_weights_figure,
+    benchmark_figure,
+    benchmark_runs,
     figure_svg,
     lambda_figure,
     lambdas_differ,
@@ -35,13 +41,15 @@ from nasp.viz.tables import comparison_rows, to_html
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
        margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-h1, h2, h3 { font-weight: 600; }
+h1, h2, h3, h4 { font-weight: 600; }
+h3 { margin-top: 1.6em; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; }
-td { text-align: right; } td:first-child { text-align: left; }
+td { text-align: right; white-space: nowrap; } td:first-child { text-align: left; }
 th { background: #f3f3f3; }
-dl.facts { display: grid; grid-template-columns: max-content auto; gap: .1em 1em; }
+dl.facts { display: flex; flex-wrap: wrap; gap: .2em 1.4em; margin: .4em 0; }
+dl.facts div { display: flex; gap: .4em; }
 dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; }
 figure { margin: 1em 0; overflow-x: auto; }
 figure svg { max-width: 100%; height: auto; }
@@ -50,7 +58,7 @@ figcaption { color: #555; font-size: .9em; }
 pre { background: #f6f6f6; padding: .6em; overflow-x: auto; }
 """
 
-_CONFIG_KEYS = ("command", "task", "strategy", "space", "data", "seed", "lambda_params",
+_CONFIG_KEYS = ("command", "task", "strategy", "space", "data", "seed", "lambda_cost",
                 "preset", "epochs")
 _RESULT_KEYS = ("valid_acc", "final_valid_acc", "valid_ppl", "test_acc", "test_ppl",
                 "eval_params_m", "params_m", "search_time_s", "peak_mem_mb")
@@ -91,7 +99,7 @@ def _facts(data: dict[str, Any], keys: Sequence[str]) -> str:
     items = [(k, data[k]) for k in keys if k in data and data[k] is not None]
     if not items:
         return ""
-    body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_show(v))}</dd>" for k, v in items)
+    body = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(_show(v))}</dd></div>" for k, v in items)
     return f'<dl class="facts">{body}</dl>'
 
 
@@ -107,12 +115,8 @@ def _cells_html(run: Run, index: int) -> str:
     if run.genotype is None:
         return _note(f"no genotype: {run.path / 'genotype.json'} is missing "
                      "(train runs and unfinished searches have none)")
-    source = dot_source(run.genotype, source=str(run.path / "genotype.json"))
-    if not dot_available():
-        return (_note("Graphviz 'dot' is not installed, so the cells are listed as text "
-                      "(apt-get install graphviz, then re-run nasp report, for diagrams).")
-                + f"<pre>{_e(genotype_text(run.genotype))}</pre>")
-    svg = _scope_ids(render_svg(source), f"run{index}-cell-")
+    graphs = cell_graphs(run.genotype, source=str(run.path / "genotype.json"))
+    svg = _scope_ids(figure_svg(cell_figure(graphs)), f"run{index}-cell-")
     return _figure(svg, f"{run.name}: cells of the final architecture")
 
 
@@ -134,8 +138,9 @@ def _across_html(runs: Sequence[Run]) -> str:
     if timed:
         parts.append(_safely(lambda: _figure(
             _scope_ids(figure_svg(accuracy_vs_time_figure(timed)), "time-"),
-            "validation accuracy (perplexity for language models) against cumulative "
-            "wall-clock time, one line per run")))
+            "search-time validation accuracy (perplexity for language models) of the network "
+            "each strategy evaluates during its search (named under the table) against "
+            "cumulative wall-clock time, one line per run")))
     else:
         parts.append(_note("no run has metrics.jsonl yet, so there is no time plot"))
     if lambdas_differ(runs):
@@ -143,13 +148,70 @@ def _across_html(runs: Sequence[Run]) -> str:
             _scope_ids(figure_svg(lambda_figure(runs)), "lambda-"),
             "evaluation-network size and final validation accuracy against the regularizer "
             "weight λ: dots are runs, lines the mean over seeds")))
+    if benchmark_runs(runs):
+        parts.append(_safely(lambda: _figure(
+            _scope_ids(figure_svg(benchmark_figure(runs)), "nb201-"),
+            "NAS-Bench-201's 200-epoch test accuracy of the cell each search held, per epoch, "
+            "on the benchmark's three datasets; dashed: the benchmark's best cell")))
     return "\n".join(parts)
 
 
-def render_report(runs: Sequence[Run], title: str = "nasp report") -> str:
-    """The report's HTML text for already loaded runs."""
-    toc = "".join(f'<li><a href="#run-{i}">{_e(r.name)}</a> ({_e(r.strategy)})</li>'
-                  for i, r in enumerate(runs))
+def _groups(runs: Sequence[Run]) -> dict[str, list[int]]:
+    """Run indices per strategy, in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(run.strategy, []).append(i)
+    return groups
+
+
+def _run_link(runs: Sequence[Run], i: int) -> str:
+    run = runs[i]
+    label = f"seed {run.seed}" if run.seed is not None else run.name
+    return f'<a href="#run-{i}">{_e(label)}</a>'
+
+
+def _strategy_html(runs: Sequence[Run], strategy: str, members: list[int], k: int) -> str:
+    links = ", ".join(_run_link(runs, i) for i in members)
+    group = [runs[i] for i in members]
+    parts = [f'<h3 id="strategy-{k}">{_e(strategy)}</h3>',
+             f"<p>{len(members)} run{'s' * (len(members) != 1)}: {links}</p>"]
+    if any(r.arch for r in group):
+        parts.append(_safely(lambda: _figure(
+            _scope_ids(figure_svg(arch_summary_figure(group)), f"strategy{k}-"),
+            f"{strategy}: final architecture weights per edge and op, mean over its runs; "
+            "a number marks an op that runs' genotypes kept, and counts those runs")))
+    else:
+        parts.append(_note("no architecture history (no arch.jsonl) in these runs"))
+    return "\n".join(parts)
+
+
+def _run_html(runs: Sequence[Run], i: int, full: bool) -> str:
+    run = runs[i]
+    parts = [f'<h3 id="run-{i}">{_e(run.name)}</h3>',
+             f"<p><code>{_e(run.path)}</code></p>",
+             _facts({**{k: run.config.get(k) for k in _CONFIG_KEYS},
+                     **{k: run.result.get(k) for k in _RESULT_KEYS}},
+                    (*_CONFIG_KEYS, *_RESULT_KEYS)),
+             _safely(lambda: _cells_html(run, i))]
+    if full:
+        parts += ["<h4>Architecture weights</h4>", _safely(lambda: _arch_html(run, i))]
+    return "\n".join(p for p in parts if p)
+
+
+def render_report(runs: Sequence[Run], title: str = "nasp report", full: bool = False) -> str:
+    """The report's HTML text for already loaded runs.
+
+    By default the page stays small however many runs it covers (the README's 21-run
+    comparison makes about 1.5 MB): per strategy one architecture figure over its seeds, per run
+    its facts and cell diagram. ``full`` adds every run's architecture weights per epoch, four
+    large figures per CNN search.
+    """
+    groups = _groups(runs)
+    toc = "".join(
+        f'<li><a href="#strategy-{k}">{_e(s)}</a>: '
+        + ", ".join(_run_link(runs, i) for i in members) + "</li>"
+        for k, (s, members) in enumerate(groups.items()))
+    n = len(runs)
     sections = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -157,33 +219,31 @@ def render_report(runs: Sequence[Run], title: str = "nasp report") -> str:
         "</head>",
         "<body>",
         f"<h1>{_e(title)}</h1>",
-        f"<p>{len(runs)} run folder{'s' if len(runs) != 1 else ''}:</p>\n<ul>{toc}</ul>",
+        f"<p>{n} run folder{'s' * (n != 1)} of {len(groups)} "
+        f"strateg{'ies' if len(groups) != 1 else 'y'}:</p>\n<ul>{toc}</ul>",
         "<h2>Comparison</h2>",
         _safely(lambda: to_html(comparison_rows(runs))),
         "<p>Accuracy: final architecture, mean ± sample standard deviation over the runs of "
         "a strategy (– for a single run). Other columns: mean over runs.</p>",
         _across_html(runs),
+        "<h2>Strategies</h2>",
     ]
-    for i, run in enumerate(runs):
-        sections += [
-            f'<h2 id="run-{i}">{_e(run.name)}</h2>',
-            f"<p><code>{_e(run.path)}</code></p>",
-            _facts(run.config, _CONFIG_KEYS),
-            _facts(run.result, _RESULT_KEYS),
-            "<h3>Cells</h3>",
-            _safely(lambda run=run, i=i: _cells_html(run, i)),
-            "<h3>Architecture weights</h3>",
-            _safely(lambda run=run, i=i: _arch_html(run, i)),
-        ]
+    sections += [_strategy_html(runs, s, members, k)
+                 for k, (s, members) in enumerate(groups.items())]
+    sections.append("<h2>Runs</h2>")
+    if not full:
+        sections.append("<p>Architecture weights per epoch of each run: <code>nasp plot RUN"
+                        "</code>, or this page with <code>nasp report --full</code>.</p>")
+    sections += [_run_html(runs, i, full) for i in range(n)]
     sections += ["</body>", "</html>"]
     return "\n".join(s for s in sections if s) + "\n"
 
 
 def write_report(run_dirs: Sequence[str | os.PathLike[str]], out_html: str | os.PathLike[str],
-                 title: str = "nasp report") -> Path:
+                 title: str = "nasp report", full: bool = False) -> Path:
     """Write the report for ``run_dirs`` (run folders or folders holding them) to ``out_html``."""
     runs = load_runs(run_dirs)
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(runs, title), encoding="utf-8")
+    out.write_text(render_report(runs, title, full), encoding="utf-8")
     return out

@@ -58,7 +58,8 @@ class Run:
 
     @property
     def lambda_params(self) -> float | None:
-        lam = self.config.get("lambda_params")
+        """The regularizer weight λ (``lambda_cost``; ``lambda_params`` in older runs)."""
+        lam = self.config.get("lambda_cost", self.config.get("lambda_params"))
         return float(lam) if isinstance(lam, (int, float)) else None
 
     @property
@@ -224,18 +225,23 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     return [", ".join(p) for p in parts]
 
 
-def final_metric(run: Run, name: str) -> float | None:
-    """The final architecture's ``valid_acc`` / ``valid_ppl`` from result.json.
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
 
-    Prefers ``final_<name>`` (the discrete architecture re-evaluated) over ``<name>``, then a
-    train run's ``best_<name>``. An unfinished run has none: the last epoch's supernet accuracy
-    in metrics.jsonl is a different quantity and would flatter the table.
-    """
-    for key in (f"final_{name}", name, f"best_{name}"):
-        value = run.result.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
+
+def final_metric(run: Run, name: str) -> float | None:
+    """The final architecture's own held-out score, e.g. ``test_acc``: a search's
+    ``final_<name>`` (retrained by ``nasp compare``) or a train run's ``<name>``. Never a
+    search-time metric: a search that was not retrained has none (``None``)."""
+    key = name if run.config.get("command") == "train" else f"final_{name}"
+    return _number(run.result.get(key))
+
+
+def search_metric(run: Run, name: str) -> float | None:
+    """A search's search-time ``search_<name>`` (e.g. valid_acc of the network named by
+    ``search_network``), from result.json."""
+    return _number(run.result.get(f"search_{name}"))
 
 
 def eval_params_m(run: Run) -> float | None:
@@ -245,3 +251,18 @@ def eval_params_m(run: Run) -> float | None:
         if isinstance(value, (int, float)):
             return float(value)
     return None
+
+
+def input_label(cell: str, j: int, inputs: int) -> str:
+    """The name a cell diagram gives state ``j``: c_{k-2}/c_{k-1} or a node number."""
+    if cell in ("recurrent", "cell"):  # node 0 is the first state (NAS-Bench-201's input)
+        return f"node {j}"
+    if j < inputs:
+        return ("c_{k-2}", "c_{k-1}")[j] if inputs == 2 else f"input {j}"
+    return f"node {j - inputs}"
+
+
+def edge_title(cell: str, node: int, j: int, inputs: int) -> str:
+    """Panel title of edge (node, input), numbered as in the cell diagrams."""
+    shown = node + 1 if cell in ("recurrent", "cell") else node
+    return f"node {shown} ← {input_label(cell, j, inputs)}"

@@ -3,8 +3,15 @@
 Runs are grouped by ``config.json`` strategy, in the order the strategies first appear, so a
 table lists methods the way the user listed the runs; when CNN and language-model runs are mixed
 the task is part of the group ("nasp (lm)"), since averaging across tasks means nothing.
-Accuracy is the final discrete architecture's, as mean ± sample standard deviation over the
-group's runs (seeds). The standard deviation of a single run is undefined, not zero: it is
+
+Two accuracies, never mixed up: the **held-out test accuracy** (perplexity) of each final
+architecture retrained from scratch (``final_test_*``, written by ``nasp compare``; data no
+strategy has seen), and the **search-time validation accuracy** of whatever network the strategy
+evaluated during its search (``search_valid_*``; DARTS's softmax mixture, ASAP's partly pruned
+mixture, NASP's network under Ā, random search's chosen candidate - the footnote names each). A
+run that was not retrained has no test accuracy: the cell stays empty rather than falling back to
+the search-time figure. Both are mean ± sample standard deviation over the group's runs
+(seeds). The standard deviation of a single run is undefined, not zero: it is
 ``None`` in the rows and CSV and shown as "–", so one seed is never mistaken for a perfectly
 stable method. Every other column (size,
 times, memory) is the mean over the runs that report it.
@@ -23,14 +30,25 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
-from nasp.viz.runs import Run, eval_params_m, final_metric
+from nasp.viz.runs import Run, eval_params_m, final_metric, search_metric
 
 PHASES = ("time_arch", "time_forward", "time_backward")
 FIELDS = (
-    "strategy", "runs", "valid_acc_mean", "valid_acc_std", "valid_ppl_mean", "valid_ppl_std",
+    "strategy", "runs", "test_acc_mean", "test_acc_std", "test_ppl_mean", "test_ppl_std",
+    "search_acc_mean", "search_acc_std", "search_ppl_mean", "search_ppl_std", "search_network",
+    "nb201_cifar10_mean", "nb201_cifar10_std", "nb201_cifar100_mean", "nb201_cifar100_std",
+    "nb201_imagenet16_mean", "nb201_imagenet16_std",
     "params_m", "search_time_s", "time_arch_s", "time_forward_s", "time_backward_s",
     "peak_mem_mb",
 )
+# NAS-Bench-201's ground truth of the final cell (result.json, percent): column -> header
+GROUND_TRUTH = {"cifar10": "NB201 CIFAR-10 (%)", "cifar100": "NB201 CIFAR-100 (%)",
+                "imagenet16": "NB201 ImageNet16-120 (%)"}
+SPLITS_NOTE = (
+    "Test: each final architecture retrained from scratch on the weight split and scored on "
+    "the held-out test set, which no search sees. Search-time: the per-epoch validation metric "
+    "on the architecture split (the split the architecture was optimised on) of the network "
+    "named in the notes, not a score of the genotype.")
 
 
 def _number(value: Any) -> float | None:
@@ -88,19 +106,26 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
         groups.setdefault(key, []).append(run)
     rows = []
     for strategy, group in groups.items():
-        acc = [final_metric(r, "valid_acc") if r.task == "cnn" else None for r in group]
-        ppl = [final_metric(r, "valid_ppl") if r.task == "lm" else None for r in group]
-        row: dict[str, Any] = {
-            "strategy": strategy,
-            "runs": len(group),
-            "valid_acc_mean": _mean(acc),
-            "valid_acc_std": _std(acc),
-            "valid_ppl_mean": _mean(ppl),
-            "valid_ppl_std": _std(ppl),
+        row: dict[str, Any] = {"strategy": strategy, "runs": len(group)}
+        for metric in ("acc", "ppl"):
+            task = "cnn" if metric == "acc" else "lm"
+            test = [final_metric(r, f"test_{metric}") if r.task == task else None for r in group]
+            search = [search_metric(r, f"valid_{metric}") if r.task == task else None
+                      for r in group]
+            row.update({f"test_{metric}_mean": _mean(test), f"test_{metric}_std": _std(test),
+                        f"search_{metric}_mean": _mean(search),
+                        f"search_{metric}_std": _std(search)})
+        for key in GROUND_TRUTH:
+            truth = [_number(r.result.get(f"nb201_{key}_test")) for r in group]
+            row.update({f"nb201_{key}_mean": _mean(truth), f"nb201_{key}_std": _std(truth)})
+        networks = {str(r.result.get("search_network")) for r in group
+                    if r.result.get("search_network")}
+        row.update({
+            "search_network": "; ".join(sorted(networks)) or None,
             "params_m": _mean([eval_params_m(r) for r in group]),
             "search_time_s": _mean([search_time_s(r) for r in group]),
             "peak_mem_mb": _mean([peak_mem_mb(r) for r in group]),
-        }
+        })
         for phase in PHASES:
             row[f"{phase}_s"] = _mean([phase_time_s(r, phase) for r in group])
         rows.append({key: row[key] for key in FIELDS})
@@ -125,11 +150,20 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, Callable[[dict],
         ("strategy", lambda r: str(r["strategy"])),
         ("runs", lambda r: str(r["runs"])),
     ]
-    if any(r["valid_acc_mean"] is not None for r in rows) or not any(
-            r["valid_ppl_mean"] is not None for r in rows):
-        cols.append(("valid acc (%)", _mean_std("valid_acc_mean", "valid_acc_std", 2, 100.0)))
-    if any(r["valid_ppl_mean"] is not None for r in rows):
-        cols.append(("valid ppl", _mean_std("valid_ppl_mean", "valid_ppl_std", 2, 1.0)))
+    lm = any(r["test_ppl_mean"] is not None or r["search_ppl_mean"] is not None for r in rows)
+    cnn = any(r["test_acc_mean"] is not None or r["search_acc_mean"] is not None for r in rows)
+    if cnn or not lm:
+        cols.append(("test acc, retrained (%)", _mean_std("test_acc_mean", "test_acc_std", 2,
+                                                           100.0)))
+        cols.append(("search-time valid acc (%)", _mean_std("search_acc_mean",
+                                                             "search_acc_std", 2, 100.0)))
+    if lm:
+        cols.append(("test ppl, retrained", _mean_std("test_ppl_mean", "test_ppl_std", 2, 1.0)))
+        cols.append(("search-time valid ppl", _mean_std("search_ppl_mean", "search_ppl_std", 2,
+                                                         1.0)))
+    for key, header in GROUND_TRUTH.items():
+        if any(r[f"nb201_{key}_mean"] is not None for r in rows):
+            cols.append((header, _mean_std(f"nb201_{key}_mean", f"nb201_{key}_std", 2, 1.0)))
     cols += [
         ("params (M)", lambda r: _fmt(r["params_m"], 2)),
         ("search time (s)", lambda r: _fmt(r["search_time_s"], 1)),
@@ -147,13 +181,29 @@ def table_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
     return [h for h, _ in cols], [[fmt(r) for _, fmt in cols] for r in rows]
 
 
+def notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The splits, and the network each strategy's search-time metric measured."""
+    out = [SPLITS_NOTE]
+    out += [f"{r['strategy']}: search-time metric of {r['search_network']}." for r in rows
+            if r.get("search_network")]
+    if any(r.get("nb201_cifar10_mean") is not None for r in rows):
+        from nasp.nb201 import best
+
+        top = best("cifar10")
+        out.append("NB201: the benchmark's 200-epoch test accuracy of each final cell on its "
+                   "datasets (whatever data the search used); the best cell of the benchmark, "
+                   f"{top['arch']}, has {top['cifar10_test']:.2f} / {top['cifar100_test']:.2f}"
+                   f" / {top['imagenet16_test']:.2f}.")
+    return out
+
+
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """A GitHub-flavoured Markdown table; numbers right-aligned."""
+    """A GitHub-flavoured Markdown table; numbers right-aligned; the notes below it."""
     headers, body = table_cells(rows)
     esc = [[c.replace("|", "\\|") for c in line] for line in body]
     align = [":---" if i == 0 else "---:" for i in range(len(headers))]
     lines = ["| " + " | ".join(line) + " |" for line in (headers, align, *esc)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + "".join(f"- {n}\n" for n in notes(rows))
 
 
 def to_html(rows: Sequence[dict[str, Any]]) -> str:
@@ -162,8 +212,9 @@ def to_html(rows: Sequence[dict[str, Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>\n"
                   for line in body)
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes(rows))
     return (f'<table class="comparison">\n<thead><tr>{head}</tr></thead>\n'
-            f"<tbody>\n{trs}</tbody>\n</table>")
+            f"<tbody>\n{trs}</tbody>\n</table>\n<ul class=\"notes\">{items}</ul>")
 
 
 def to_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:

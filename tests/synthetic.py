@@ -1,9 +1,8 @@
-"""Fabricated run folders in the documented format, for the viz tests and for demos.
+"""Fabricated run folders in the documented format, for the viz tests.
 
-Plots, tables and reports read nothing but run folders, so they can be exercised (and shown to a
-user, e.g. ``nasp report`` on a demo folder) without hours of search. The numbers are made up but
-deterministic per seed and shaped like a real search: weights drift from uniform towards one op
-per edge, accuracy rises, wall time grows. Only the standard library is used.
+Plots, tables and reports read nothing but run folders, so they can be exercised without hours
+of search. The numbers are made up but deterministic per seed and shaped like a real search:
+weights drift from uniform towards one op per edge, accuracy rises, wall time grows.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import os
 import random
 from pathlib import Path
 from typing import Any
+
+from nasp.genotype import format_genotype_json
 
 CNN_OPS = ("max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3")
 RNN_OPS = ("tanh", "relu", "sigmoid", "identity")
@@ -145,15 +146,17 @@ def write_search_run(
         "time_backward": sum(m["time_backward"] for m in metric_lines),
         "peak_mem_mb": max(m["peak_mem_mb"] for m in metric_lines) if metric_lines else None,
     }
-    if task == "lm":
-        summary["valid_ppl"] = metric_lines[-1]["valid_ppl"] if metric_lines else None
-    else:
-        summary["valid_acc"] = metric_lines[-1]["valid_acc"] if metric_lines else None
+    metric = "valid_ppl" if task == "lm" else "valid_acc"
+    last = metric_lines[-1][metric] if metric_lines else None
+    summary.update({f"search_{metric}": last, "search_network": f"the {strategy} search network",
+                    "search_epoch": epochs - 1})
+    if last is not None:  # as `nasp compare` adds it: the retrained architecture's test score
+        summary[f"final_test_{metric.split('_')[1]}"] = round(last * 0.98, 6)
     summary.update(result or {})
 
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metric_lines))
     (folder / "arch.jsonl").write_text("".join(json.dumps(a) + "\n" for a in arch_lines))
-    (folder / "genotype.json").write_text(json.dumps(genotype) + "\n")
+    (folder / "genotype.json").write_text(format_genotype_json(genotype))
     (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
     return folder

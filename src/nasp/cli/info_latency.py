@@ -1,0 +1,103 @@
+"""The latency part of ``nasp info``: measured inference latency of a genotype's evaluation
+network, beside what a cost table (``nasp profile``) predicts for it by addition."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("latency (CNN genotypes)")
+    g.add_argument("--latency", action="store_true",
+                   help="measure the network's inference latency at batch 1 and --batch-size")
+    g.add_argument("--cost-table", default=None,
+                   help="a `nasp profile` JSON: print the latency (and sizes) it predicts beside "
+                   "the measured ones; implies --latency. The network, device, threads and "
+                   "clock default to the table's")
+    g.add_argument("--device", default=None, help="device to time on (default: cpu)")
+    g.add_argument("--batch-size", type=int, default=32,
+                   help="the larger batch to time (default: 32)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads while timing (default: torch's setting)")
+    g.add_argument("--clock", choices=("wall", "cpu"), default=None,
+                   help="wall (default) or cpu: process CPU time (see nasp profile --help)")
+    g.add_argument("--repeats", type=int, default=20,
+                   help="timed repeats; the median is kept (default: 20)")
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    return bool(args.latency or args.cost_table)
+
+
+def table_network(args: argparse.Namespace) -> tuple[dict[str, Any] | None,
+                                                       tuple[int, int, int, int] | None]:
+    """The cost table, and the (C, H, W, classes) of its network when --data is not given;
+    --layers and --channels default to the table's."""
+    if not args.cost_table:
+        return None, None
+    from nasp.costs import load_table
+
+    table = load_table(args.cost_table)
+    net = table["network"]
+    args.layers = args.layers if args.layers is not None else net["layers"]
+    args.channels = args.channels if args.channels is not None else net["channels"]
+    shape = None if args.data else (*net["input_shape"], net["num_classes"])
+    return table, shape
+
+
+def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels: int,
+          args: argparse.Namespace, table: dict[str, Any] | None, sizes: dict[str, int]
+          ) -> list[str]:
+    """Measured latency (and the table's predictions) as printable lines."""
+    import torch
+
+    from nasp.costs import predict
+    from nasp.device import resolve_device
+    from nasp.errors import NaspError
+    from nasp.latency import modules_latency
+    from nasp.models.cnn import build_eval_model
+
+    device_name = args.device or (table["device"]["type"] if table else "cpu")
+    clock = args.clock or (table.get("clock", "wall") if table else "wall")
+    threads = args.threads or (table["device"]["threads"] if table else None)
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(device_name)
+    if args.batch_size < 1:
+        raise NaspError("--batch-size must be at least 1", "use --batch-size 32, for example")
+    batches = sorted({1, args.batch_size} | ({table["batch_size"]} if table else set()))
+    c, h, w, classes = shape
+    net = build_eval_model(genotype, c, classes, (h, w), channels=channels, layers=layers)
+    gen = torch.Generator().manual_seed(0)
+    timings = modules_latency([(net, (torch.randn(b, c, h, w, generator=gen),))
+                               for b in batches], device, repeats=args.repeats, clock=clock)
+    measured = {b: t.ms for b, t in zip(batches, timings)}
+    out = [f"latency on {device} ({_threads(torch.get_num_threads())}, {clock} clock, median of "
+           f"{args.repeats}): " + "; ".join(f"batch {b}: {ms:.3f} ms"
+                                            for b, ms in measured.items())]
+    if table is None:
+        return out
+    net_info = table["network"]
+    if (list(net_info["input_shape"]), net_info["num_classes"], net_info["layers"],
+            net_info["channels"]) != ([c, h, w], classes, layers, channels):
+        raise NaspError(f"the cost table was measured on a {net_info['layers']}-cell "
+                        f"C={net_info['channels']} network for "
+                        f"{'x'.join(map(str, net_info['input_shape']))} images",
+                        "leave out --data/--layers/--channels to use the table's network, or "
+                        "profile this network")
+    b = table["batch_size"]
+    pred = predict(table, genotype, "latency")
+    err = 100.0 * (pred - measured[b]) / measured[b]
+    params, madds = predict(table, genotype, "params"), predict(table, genotype, "madds")
+    same = "matches" if (params, madds) == (sizes["params"], sizes["flops"]) else "differs from"
+    out.append(f"cost table {args.cost_table} ({table['device']['type']}, "
+               f"{_threads(table['device']['threads'])}, {table.get('clock', 'wall')} clock): "
+               f"predicts {pred:.3f} ms at batch {b} ({err:+.1f}% of measured); "
+               f"{params / 1e6:.3f} M parameters, {madds / 1e6:.1f} M multiply-adds "
+               f"({same} the network's count)")
+    return out

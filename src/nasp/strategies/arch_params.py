@@ -1,0 +1,72 @@
+"""Continuous architecture parameters: what NASP, PA, PA-lazy, DARTS and ASAP share.
+
+Per cell type one (edges, ops) tensor, one optimizer over all of them, and the cost penalty of
+the regularizer on whatever weighting a strategy charges (Ā for NASP and PA, softmax(α) for
+DARTS, ASAP's annealed mixture).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from nasp.errors import NaspError
+from nasp.strategies.base import StrategySetup
+from nasp.strategies.regularizer import cost_penalty
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+class ArchParams:
+    """Named architecture tensors, their optimizer and the cost penalty."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], setup: StrategySetup,
+                 optimizer: str = "adam") -> None:
+        if optimizer not in OPTIMIZERS:
+            raise NaspError(f"unknown architecture step {optimizer!r}",
+                            'use --strategy-options \'{"step": "adam"}\' or "sgd"')
+        self.tensors = {k: v.to(setup.device, setup.dtype) for k, v in tensors.items()}
+        params = list(self.tensors.values())
+        if optimizer == "sgd":  # a plain (Euclidean) gradient step, as eq. 9 of the paper
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=setup.arch_lr)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=setup.arch_lr,
+                                              betas=tuple(setup.arch_betas),
+                                              weight_decay=setup.arch_weight_decay)
+        self.costs = {k: v.to(setup.device) for k, v in setup.costs.items()}
+        self.lam = float(setup.lambda_cost)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.tensors[name]
+
+    def items(self):  # noqa: ANN201 - dict view
+        return self.tensors.items()
+
+    def leaves(self) -> dict[str, torch.Tensor]:
+        """Detached copies that require grad: the graph of a step starts here."""
+        return {k: v.detach().requires_grad_(True) for k, v in self.tensors.items()}
+
+    def penalty(self, weights: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        return cost_penalty(weights, self.costs, self.lam)
+
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        """One optimizer step with the given gradients (in ``tensors`` order)."""
+        for a, g in zip(self.tensors.values(), grads, strict=True):
+            a.grad = g
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.tensors.values())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tensors": {k: v.detach().clone() for k, v in self.tensors.items()},
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        with torch.no_grad():
+            for k, v in state["tensors"].items():
+                self.tensors[k].copy_(v)
+        self.optimizer.load_state_dict(state["optimizer"])

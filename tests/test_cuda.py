@@ -1,0 +1,83 @@
+"""The CUDA code paths, on a GPU when there is one (skipped otherwise; CI has none).
+
+``benchmarks/gpu_check.sh`` runs this file on a GPU machine. Without pytest there it also runs
+as a script: ``python tests/test_cuda.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import context, make_strategy, tiny_batch, tiny_net  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+TINY = dict(max_train_samples=256, channels=4, layers=3, batch_size=32,
+            max_steps_per_epoch=3, epochs=2, device="cuda")
+
+
+def test_lean_gradient_equals_the_full_supernet_gradient_on_cuda():
+    from nasp.supernet.weighting import CellWeighting, dense_plan
+
+    net = tiny_net().cuda()
+    s = make_strategy("nasp", seed=1, init_noise=0.2, device=torch.device("cuda"))
+    ctx = context(net)
+    batch = tuple(t.cuda() for t in tiny_batch())
+    lean = s.arch_gradient(ctx, batch)
+    bar = {k: v.clone().requires_grad_(True) for k, v in s.A_bar.items()}
+    full = torch.autograd.grad(
+        ctx.loss(batch, {k: CellWeighting(b, dense_plan(*b.shape)) for k, b in bar.items()}),
+        list(bar.values()))
+    for a, b in zip(lean, full, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("strategy", ["nasp", "darts2"])
+def test_a_search_on_cuda_runs_and_resumes(tmp_path, strategy):
+    import nasp
+
+    res = nasp.search(out=str(tmp_path / "run"), strategy=strategy, progress=False, **TINY)
+    assert len(res.metrics) == 2 and res.result["peak_mem_mb"] > 0
+    res.genotype.validate()
+    again = nasp.resume(tmp_path / "run", progress=False)  # finished: only re-reports
+    assert again.genotype == res.genotype
+
+
+def test_training_a_genotype_on_cuda(tmp_path):
+    import nasp
+
+    result = nasp.train(genotype="DARTS_V2", out=str(tmp_path / "train"), progress=False,
+                        max_train_samples=256, channels=8, layers=5, batch_size=32,
+                        max_steps_per_epoch=3, epochs=1, device="cuda")
+    assert 0.0 <= result["test_acc"] <= 1.0
+    assert json.loads((tmp_path / "train" / "result.json").read_text())["epochs"] == 1
+
+
+if __name__ == "__main__":  # no pytest on the GPU machine: run the tests as plain functions
+    import inspect
+    import tempfile
+
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA GPU")
+    failed = 0
+    for name, fn in list(globals().items()):
+        if not name.startswith("test_") or not callable(fn):
+            continue
+        params = inspect.signature(fn).parameters
+        cases = [{"strategy": s} for s in ("nasp", "darts2")] if "strategy" in params else [{}]
+        for case in cases:
+            with tempfile.TemporaryDirectory() as tmp:
+                kwargs = {k: v for k, v in {**case, "tmp_path": Path(tmp)}.items()
+                          if k in params}
+                try:
+                    fn(**kwargs)
+                    print(f"PASS {name} {case or ''}")
+                except Exception as e:  # report every failure, then exit non-zero
+                    failed += 1
+                    print(f"FAIL {name} {case or ''}: {type(e).__name__}: {e}")
+    sys.exit(1 if failed else 0)
