@@ -279,8 +279,32 @@ def test_genotype_text_lists_every_edge():
 
 
 def test_genotype_edges_number_as_arch_jsonl():
-    assert cells.genotype_edges(CNN, "normal")[:3] == [(0, 0, "sep_conv_3x3"),
+    assert cells.checked_edges(CNN, "normal")[:3] == [(0, 0, "sep_conv_3x3"),
                                                        (0, 1, "sep_conv_5x5"),
                                                        (1, 0, "skip_connect")]
-    assert cells.genotype_edges(RNN, "recurrent")[5] == (5, 5, "sigmoid")
-    assert [n for n, _, _ in cells.genotype_edges(NB201, "cell")] == [0, 1, 1, 2, 2, 2]
+    assert cells.checked_edges(RNN, "recurrent")[5] == (5, 5, "sigmoid")
+    assert [n for n, _, _ in cells.checked_edges(NB201, "cell")] == [0, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("geno, space", [(GENOTYPES["cnn"]["DARTS_V2"], "darts"),
+                                         (GENOTYPES["lm"]["DARTS_V2"], "rnn"),
+                                         ("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|"
+                                          "avg_pool_3x3~0|none~1|nor_conv_1x1~2|", "nb201")])
+def test_drawings_and_the_search_read_a_genotype_through_its_one_walk(geno, space):
+    """A diagram, a table and a search must agree on which node each edge of a genotype
+    feeds: all three read it through ``Genotype.edges``."""
+    from nasp.genotype import Genotype
+    from nasp.spaces import get_space
+    from nasp.strategies.discretize import genotype_edges
+
+    geno = Genotype.from_arch_str(geno) if isinstance(geno, str) else geno
+    spec = get_space(space).cells
+    for name, edges in genotype_edges(geno, spec).items():
+        walk = geno.edges(name)
+        assert cells.checked_edges(geno.to_dict(), name) == walk
+        assert [(*spec[name].edges[e], spec[name].ops[k]) for e, k in edges] == walk
+        graph = cells.cell_graph(geno.to_dict(), name)
+        drawn = [(op, s) for _, node_edges in graph.nodes for op, s in node_edges
+                 if op is not None]
+        shift = 2 if name == "recurrent" else 0  # x_t and h_{t-1} are drawn before node 0
+        assert drawn == [(op, j + shift) for _, j, op in walk]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,24 @@ def node_sizes(cell: str) -> list[int]:
     return [inputs + i if keep is None else keep for i in range(nodes)]
 
 
-def edge_nodes(cell: str) -> list[int]:
-    """The intermediate node (0-based) of each edge of a ``cell``-type genotype's list."""
-    return [n for n, size in enumerate(node_sizes(cell)) for _ in range(size)]
+def cell_edges(cell: str, pairs: Sequence[Sequence[Any]],
+               sizes: Sequence[int] | None = None) -> list[tuple[int, int, str]]:
+    """(node, input, op) per edge of a cell's (op, input) list, ``node`` 0-based and ``input``
+    the genotype's own input index (numbered as arch.jsonl's ``edges``).
+
+    The one walk from a genotype's flat edge list to the nodes its edges feed: validation,
+    the search strategies (genotype -> (edge, op) selection) and the drawings and tables all
+    read a cell through it, so they cannot disagree on which node an edge belongs to.
+    ``sizes`` (edges kept per node) defaults to the cell type's shape (:func:`node_sizes`); a
+    search space passes its own ``CellSpec`` shape.
+    """
+    per_node = node_sizes(cell) if sizes is None else list(sizes)
+    if len(pairs) != sum(per_node):
+        raise NaspError(f"cell {cell!r} has {len(pairs)} edges, expected {sum(per_node)} "
+                        f"({', '.join(map(str, per_node))} for its {len(per_node)} nodes)",
+                        "fix the genotype's edge list")
+    nodes = [n for n, size in enumerate(per_node) for _ in range(size)]
+    return [(n, int(j), str(op)) for n, (op, j) in zip(nodes, pairs, strict=True)]
 
 
 def _whole(value: Any) -> bool:
@@ -96,6 +112,10 @@ class Genotype:
     @staticmethod
     def _concat_key(cell: str) -> str:
         return "concat" if cell == "recurrent" else f"{cell}_concat"
+
+    def edges(self, cell: str, sizes: Sequence[int] | None = None) -> list[tuple[int, int, str]]:
+        """(node, input, op) per kept edge of ``cell`` (:func:`cell_edges`)."""
+        return cell_edges(cell, self.cells[cell], sizes)
 
     def to_dict(self) -> dict[str, list]:
         out: dict[str, list] = {}
@@ -170,13 +190,12 @@ class Genotype:
         recurrent = self.task == "lm"
         for cell, pairs in self.cells.items():
             inputs, nodes, keep = CELL_SHAPES[cell]
-            where = edge_nodes(cell)
-            if len(pairs) != len(where):
+            if len(pairs) != sum(node_sizes(cell)):
                 raise NaspError(
-                    f"{source}: cell {cell!r} has {len(pairs)} edges, expected {len(where)} "
-                    f"({keep} per node for {nodes} nodes)", "fix the genotype's edge list")
-            for e, (op, j) in enumerate(pairs):
-                node = where[e]
+                    f"{source}: cell {cell!r} has {len(pairs)} edges, expected "
+                    f"{sum(node_sizes(cell))} ({keep} per node for {nodes} nodes)",
+                    "fix the genotype's edge list")
+            for e, (node, j, op) in enumerate(self.edges(cell)):
                 valid = op in RNN_ACTIVATIONS if recurrent else op in OPS
                 if not valid:
                     known = RNN_ACTIVATIONS if recurrent else OPS.names()

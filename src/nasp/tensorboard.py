@@ -18,7 +18,6 @@ Figure 4).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nasp.errors import NaspError
+from nasp.viz.runs import edge_title, load_run, number
 
 _INSTALL_HINT = ("install it with pip install 'nasp[tensorboard]' (or pip install tensorboard), "
                  "or leave out --tensorboard; metrics.jsonl and arch.jsonl hold the same numbers")
@@ -74,15 +74,7 @@ def scalar_tag(key: str) -> str:
 def edge_name(cell: str, e: int, node: int, j: int, inputs: int) -> str:
     """``e03 node 1 ← c_{k-2}``: numbered as the cell diagrams are, prefixed by the edge index
     so TensorBoard sorts edges in arch.jsonl's order."""
-    from nasp.viz.runs import edge_title
-
     return f"e{e:02d} {edge_title(cell, node, j, inputs)}"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 class TensorBoardLogger:
@@ -105,9 +97,9 @@ class TensorBoardLogger:
         """Every finite numeric field of a metrics.jsonl record, at step ``epoch + 1``."""
         step = int(record["epoch"]) + 1
         for key, value in record.items():
-            number = _number(value)
-            if key != "epoch" and number is not None:
-                self._writer.add_scalar(scalar_tag(key), number, step)
+            scalar = number(value)
+            if key != "epoch" and scalar is not None:
+                self._writer.add_scalar(scalar_tag(key), scalar, step)
 
     def log_arch(self, record: Mapping[str, Any]) -> None:
         """Every matrix of an arch.jsonl record (A, A_bar, alpha, softmax, ASAP's weights:
@@ -125,9 +117,9 @@ class TensorBoardLogger:
                     prefix = f"arch/{cell}/{matrix}/{names[e]}"
                     charts[names[e]] = ["Multiline", [re.escape(prefix) + "/.*"]]
                     for op, value in zip(ops, row):
-                        number = _number(value)
-                        if number is not None:
-                            self._writer.add_scalar(f"{prefix}/{op}", number, step)
+                        scalar = number(value)
+                        if scalar is not None:
+                            self._writer.add_scalar(f"{prefix}/{op}", scalar, step)
         if layout and not self._layout_written:
             self._writer.add_custom_scalars(layout)
             self._layout_written = True
@@ -155,8 +147,6 @@ class TensorBoardLogger:
 def write_run_tensorboard(run_dir: str | os.PathLike[str]) -> Path:
     """Write ``run_dir/tb`` from the run's metrics.jsonl and arch.jsonl, e.g. for a run made
     without ``--tensorboard`` or on another machine. Returns the tb folder."""
-    from nasp.viz.runs import load_run
-
     run = load_run(run_dir)
     run.require("metrics.jsonl")
     tb = run.path / "tb"

@@ -93,7 +93,8 @@ def selection_to_genotype(selections: Mapping[str, Selection],
 def genotype_edges(genotype: Genotype, cells: Mapping[str, CellSpec]
                    ) -> dict[str, list[tuple[int, int]]]:
     """Per cell type, the (edge, op column) pairs a genotype runs; raises ``NaspError`` when the
-    genotype does not fit the space (another cell shape, an op the space lacks)."""
+    genotype does not fit the space (another cell shape, an op the space lacks). The genotype's
+    own walk (:meth:`Genotype.edges`) reads its nodes, shaped by the space's ``CellSpec``."""
     out = {}
     for name, cell in cells.items():
         if name not in genotype.cells:
@@ -107,18 +108,16 @@ def genotype_edges(genotype: Genotype, cells: Mapping[str, CellSpec]
             raise NaspError(f"the genotype's {name!r} cell combines nodes "
                             f"{list(genotype.concat[name])}; this space's cells combine "
                             f"{list(cell.concat)}", "train it with `nasp train` instead")
-        edges, start = [], 0
-        for i, node_edges in enumerate(cell.node_edges):
-            for op, j in pairs[start:start + cell.kept(i)]:
-                if op not in cell.ops:
-                    raise NaspError(f"op {op!r} of the genotype is not in this space's {name} "
-                                    "cell", f"use a space whose {name} cell has {op!r} (it has "
-                                    f"{', '.join(cell.ops)})")
-                if not 0 <= j < len(node_edges):
-                    raise NaspError(f"node {i} of the genotype's {name!r} cell takes input {j}, "
-                                    "which does not exist there", "fix the genotype")
-                edges.append((node_edges[j], cell.ops.index(op)))
-            start += cell.kept(i)
+        edges = []
+        for i, j, op in genotype.edges(name, [cell.kept(n) for n in range(cell.nodes)]):
+            if op not in cell.ops:
+                raise NaspError(f"op {op!r} of the genotype is not in this space's {name} "
+                                "cell", f"use a space whose {name} cell has {op!r} (it has "
+                                f"{', '.join(cell.ops)})")
+            if not 0 <= j < len(cell.node_edges[i]):
+                raise NaspError(f"node {i} of the genotype's {name!r} cell takes input {j}, "
+                                "which does not exist there", "fix the genotype")
+            edges.append((cell.node_edges[i][j], cell.ops.index(op)))
         out[name] = edges
     return out
 

@@ -1,7 +1,7 @@
 """Plots, tables, cell diagrams and HTML reports, read from run folders only.
 
-Nothing here imports the training code or torch: a run folder (docs/run-folder.md) copied from
-another machine is all it needs. ``plots``, ``cell_figure`` and ``report`` import matplotlib,
+Nothing here imports the training code: a run folder (docs/run-folder.md) copied from another
+machine is all it needs. ``plots``, ``cell_figure`` and ``report`` import matplotlib,
 so they are not imported by this package's ``__init__``; import them where they are used.
 
 - ``runs``: :func:`load_run` / :func:`load_runs` read folders into :class:`Run`.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nasp.errors import NaspError
-from nasp.genotype import CELL_SHAPES, node_sizes
+from nasp.genotype import CELL_SHAPES, cell_edges, node_sizes
 from nasp.viz.cell_layout import CellGraph
 
 RENDER_SUFFIXES = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
@@ -33,12 +33,6 @@ CNN_CELLS = ("normal", "reduce")
 _INSTALL_HINT = ("install Graphviz with apt-get install graphviz (macOS: brew install "
                  "graphviz), or use the default engine, matplotlib, which needs no system program")
 _COLORS = {"input": "#cfe8cf", "node": "#cfe0f5", "output": "#f5e6b8"}
-
-
-def _node_sizes(cell: str, n_edges: int) -> list[int] | None:
-    """Edges per intermediate node of ``cell``, or None when ``n_edges`` is not its count."""
-    sizes = node_sizes(cell)
-    return sizes if sum(sizes) == n_edges else None
 
 
 def cell_types(genotype: dict[str, Any], source: str = "genotype") -> list[str]:
@@ -63,12 +57,10 @@ def cell_types(genotype: dict[str, Any], source: str = "genotype") -> list[str]:
     for cell in cells:
         pairs = genotype[cell]
         inputs, _, keep = CELL_SHAPES[cell]
-        sizes = _node_sizes(cell, len(pairs)) if isinstance(pairs, list) else None
-        if sizes is None:
+        if not isinstance(pairs, list) or len(pairs) != sum(node_sizes(cell)):
             per_node = f"{keep} per node" if keep else "1, 2, 3... per node"
             raise NaspError(f"{source}: {cell!r} must be a list of [op, input] pairs, "
                             f"{per_node}", "fix the genotype's edge list")
-        node_of = [n for n, size in enumerate(sizes) for _ in range(size)]
         for e, pair in enumerate(pairs):
             ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
                   and isinstance(pair[0], str) and isinstance(pair[1], int)
@@ -76,35 +68,36 @@ def cell_types(genotype: dict[str, Any], source: str = "genotype") -> list[str]:
             if not ok:
                 raise NaspError(f"{source}: {cell}[{e}] = {pair!r} is not an [op, input] pair",
                                 "write it as [\"sep_conv_3x3\", 1]")
-            node = node_of[e]
-            if not 0 <= pair[1] < inputs + node:
+        for e, (node, j, _) in enumerate(cell_edges(cell, pairs)):
+            if not 0 <= j < inputs + node:
                 raise NaspError(
-                    f"{source}: {cell}[{e}] (node {node}) takes input {pair[1]}, but only "
+                    f"{source}: {cell}[{e}] (node {node}) takes input {j}, but only "
                     f"{inputs + node} states exist before that node",
                     "an input index must name a cell input or an earlier node")
     return cells
 
 
+def checked_edges(genotype: dict[str, Any], cell: str,
+                  source: str = "genotype") -> list[tuple[int, int, str]]:
+    """(node, input, op) per kept edge of ``cell`` of a genotype.json dict, numbered as
+    arch.jsonl's ``edges`` are: the genotype's own walk (:func:`nasp.genotype.cell_edges`),
+    after :func:`cell_types` has checked the dict, which may come from any file."""
+    present = cell_types(genotype, source)
+    if cell not in present:
+        raise NaspError(f"{source} has no cell {cell!r}", f"choose from {present}")
+    return cell_edges(cell, genotype[cell])
+
+
 def _concat(genotype: dict[str, Any], cell: str) -> list[int]:
-    inputs = CELL_SHAPES[cell][0]
-    sizes = _node_sizes(cell, len(genotype[cell])) or []
+    inputs, nodes, _ = CELL_SHAPES[cell]
     key = "concat" if cell == "recurrent" else f"{cell}_concat"
-    last = inputs + len(sizes)
+    last = inputs + nodes
     default = [last - 1] if cell == "cell" else list(range(inputs, last))
     value = genotype.get(key, default)
     if not isinstance(value, list):
         return default
     chosen = [int(n) for n in value if isinstance(n, int) and 0 <= n < last]
     return chosen or default
-
-
-def genotype_edges(genotype: dict[str, Any], cell: str) -> list[tuple[int, int, str]]:
-    """(node, input, op) per kept edge, numbered as arch.jsonl's ``edges`` are: node is the
-    0-based intermediate node, input the genotype's input index."""
-    cell_types(genotype)
-    sizes = _node_sizes(cell, len(genotype[cell])) or []
-    nodes = [n for n, size in enumerate(sizes) for _ in range(size)]
-    return [(n, int(j), str(op)) for n, (op, j) in zip(nodes, genotype[cell])]
 
 
 def _state_label(cell: str, state: int) -> str:
@@ -115,15 +108,9 @@ def _state_label(cell: str, state: int) -> str:
 
 def cell_graph(genotype: dict[str, Any], cell: str, source: str = "genotype") -> CellGraph:
     """The drawable graph of one cell of ``genotype``, numbered as the papers number it."""
-    present = cell_types(genotype, source)
-    if cell not in present:
-        raise NaspError(f"{source} has no cell {cell!r}", f"choose from {present}")
-    pairs = [(str(op), int(j)) for op, j in genotype[cell]]
-    sizes = _node_sizes(cell, len(pairs)) or []
-    per_node, start = [], 0
-    for size in sizes:
-        per_node.append(pairs[start:start + size])
-        start += size
+    walk = checked_edges(genotype, cell, source)
+    inputs, n_nodes, _ = CELL_SHAPES[cell]
+    per_node = [[(op, j) for node, j, op in walk if node == i] for i in range(n_nodes)]
     concat = _concat(genotype, cell)
     if cell == "recurrent":
         # x_t and h_{t-1} make node 0; genotype state j is node j, drawn as state j + 2
@@ -132,7 +119,6 @@ def cell_graph(genotype: dict[str, Any], cell: str, source: str = "genotype") ->
                   for i, edges in enumerate(per_node)]
         return CellGraph("recurrent cell", ("x_{t}", "h_{t-1}"), tuple(nodes),
                          tuple(c + 2 for c in concat), "h_{t}")
-    inputs = CELL_SHAPES[cell][0]
     labels = tuple(_state_label(cell, s) for s in range(inputs))
     nodes = [(_state_label(cell, inputs + i), tuple(edges)) for i, edges in enumerate(per_node)]
     out_label = "c_{k}" if cell in CNN_CELLS else "output"

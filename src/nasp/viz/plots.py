@@ -189,7 +189,7 @@ def arch_summary_figure(runs: Sequence[Run]) -> Figure:
     """
     import numpy as np
 
-    from nasp.viz.cells import cell_types, genotype_edges
+    from nasp.viz.cells import checked_edges
 
     searched = [r for r in runs if r.arch]
     if not searched:
@@ -215,10 +215,8 @@ def arch_summary_figure(runs: Sequence[Run]) -> Figure:
             if run.genotype is None:
                 continue
             try:
-                if cell not in cell_types(run.genotype):
-                    continue
-                walk = genotype_edges(run.genotype, cell)
-            except NaspError:
+                walk = checked_edges(run.genotype, cell)
+            except NaspError:  # no such cell (another family), or a damaged genotype.json
                 continue
             for node, j, op in walk:
                 if (node, j) in edges and op in ops:

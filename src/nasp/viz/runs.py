@@ -1,8 +1,8 @@
 """Read run folders (docs/run-folder.md) into plain Python data for plots, tables and reports.
 
 The viz layer reads only these JSON files, never the training code, so a run folder copied from
-another machine (or written by an older nasp) can be inspected without torch or the search space
-that produced it. Only ``config.json`` is required: a search that is still running or crashed has
+another machine (or written by an older nasp) can be inspected without the search space that
+produced it. Only ``config.json`` is required: a search that is still running or crashed has
 no ``result.json`` yet, and a train run has no ``arch.jsonl``; readers that need a missing file
 ask for it through :meth:`Run.require`, which names the file and what writes it.
 """
@@ -10,6 +10,7 @@ ask for it through :meth:`Run.require`, which names the file and what writes it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nasp.errors import NaspError
+from nasp.run_folder import read_json  # the one JSON reader of run folders
 
 RUN_FILES = ("config.json", "metrics.jsonl", "arch.jsonl", "genotype.json", "result.json")
 _WRITTEN_BY = {
@@ -86,19 +88,6 @@ class Run:
                 f"it is written by {_WRITTEN_BY.get(filename, 'nasp')}; "
                 "wait for the run to finish or pass another run folder",
             )
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise NaspError(
-            f"{path} is not valid JSON ({e.msg} at line {e.lineno})",
-            "the file is damaged; re-run or restore it from a copy",
-        ) from None
-    except OSError as e:
-        raise NaspError(f"cannot read {path}: {e.strerror}", "check the path and permissions") \
-            from None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -225,9 +214,13 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     return [", ".join(p) for p in parts]
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else None
+def number(value: Any) -> float | None:
+    """A finite JSON number as a float, else ``None``: the one reading of a metric by tables,
+    plots and TensorBoard, so a missing, textual or non-finite value is left out everywhere
+    alike rather than shown by one and averaged into a mean by another."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def final_metric(run: Run, name: str) -> float | None:
@@ -235,21 +228,21 @@ def final_metric(run: Run, name: str) -> float | None:
     ``final_<name>`` (retrained by ``nasp compare``) or a train run's ``<name>``. Never a
     search-time metric: a search that was not retrained has none (``None``)."""
     key = name if run.config.get("command") == "train" else f"final_{name}"
-    return _number(run.result.get(key))
+    return number(run.result.get(key))
 
 
 def search_metric(run: Run, name: str) -> float | None:
     """A search's search-time ``search_<name>`` (e.g. valid_acc of the network named by
     ``search_network``), from result.json."""
-    return _number(run.result.get(f"search_{name}"))
+    return number(run.result.get(f"search_{name}"))
 
 
 def eval_params_m(run: Run) -> float | None:
     """Parameters (M) of the evaluation network: search ``eval_params_m``, train ``params_m``."""
     for key in ("eval_params_m", "params_m"):
-        value = run.result.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
+        value = number(run.result.get(key))
+        if value is not None:
+            return value
     return None
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
-from nasp.viz.runs import Run, eval_params_m, final_metric, search_metric
+from nasp.viz.runs import Run, eval_params_m, final_metric, number, search_metric
 
 PHASES = ("time_arch", "time_forward", "time_backward")
 FIELDS = (
@@ -51,18 +51,13 @@ SPLITS_NOTE = (
     "named in the notes, not a score of the genotype.")
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else None
-
-
 def search_time_s(run: Run) -> float | None:
     """result.json ``search_time_s``, else the last epoch's cumulative ``wall_time``."""
-    value = _number(run.result.get("search_time_s"))
+    value = number(run.result.get("search_time_s"))
     if value is None and run.metrics:
-        value = _number(run.metrics[-1].get("wall_time"))
+        value = number(run.metrics[-1].get("wall_time"))
     if value is None:
-        times = [_number(m.get("epoch_time")) for m in run.metrics]
+        times = [number(m.get("epoch_time")) for m in run.metrics]
         value = sum(t for t in times if t is not None) if any(t is not None for t in times) \
             else None
     return value
@@ -70,9 +65,9 @@ def search_time_s(run: Run) -> float | None:
 
 def phase_time_s(run: Run, phase: str) -> float | None:
     """Seconds in one phase over the whole run: result.json, else summed over metrics.jsonl."""
-    value = _number(run.result.get(phase))
+    value = number(run.result.get(phase))
     if value is None:
-        per_epoch = [_number(m.get(phase)) for m in run.metrics]
+        per_epoch = [number(m.get(phase)) for m in run.metrics]
         if any(t is not None for t in per_epoch):
             value = sum(t for t in per_epoch if t is not None)
     return value
@@ -80,9 +75,9 @@ def phase_time_s(run: Run, phase: str) -> float | None:
 
 def peak_mem_mb(run: Run) -> float | None:
     """result.json ``peak_mem_mb``, else the largest per-epoch value (null entries skipped)."""
-    value = _number(run.result.get("peak_mem_mb"))
+    value = number(run.result.get("peak_mem_mb"))
     if value is None:
-        peaks = [p for p in (_number(m.get("peak_mem_mb")) for m in run.metrics) if p is not None]
+        peaks = [p for p in (number(m.get("peak_mem_mb")) for m in run.metrics) if p is not None]
         value = max(peaks) if peaks else None
     return value
 
@@ -116,7 +111,7 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
                         f"search_{metric}_mean": _mean(search),
                         f"search_{metric}_std": _std(search)})
         for key in GROUND_TRUTH:
-            truth = [_number(r.result.get(f"nb201_{key}_test")) for r in group]
+            truth = [number(r.result.get(f"nb201_{key}_test")) for r in group]
             row.update({f"nb201_{key}_mean": _mean(truth), f"nb201_{key}_std": _std(truth)})
         networks = {str(r.result.get("search_network")) for r in group
                     if r.result.get("search_network")}
