@@ -1,9 +1,11 @@
 """``nasp compare`` end to end on the bundled data, at tiny sizes."""
 
 import json
+import re
 from pathlib import Path
 
 from nasp.cli import main
+from nasp.compare import Progress
 
 TINY = ["--max-train-samples", "128", "--epochs", "1", "--channels", "4", "--layers", "3",
         "--batch-size", "16", "--score-epochs", "1", "--quiet", "--device", "cpu"]
@@ -25,6 +27,40 @@ def test_compare_cli_end_to_end_on_bundled_data(tmp_path, capsys):
         assert json.loads((out / name / "config.json").read_text())["data"] == \
             "fashion-mnist-sample"
     assert json.loads((out / "compare.json").read_text())["strategies"] == ["pa", "random"]
+    lines = printed.splitlines()
+    assert lines[0] == "compare: 2 runs, 0 finished earlier and reused, 2 to run, 2 at a time"
+    runs = [line for line in lines if line.startswith("[")]
+    # after the first run one is left, and it runs beside the first: about one run's time
+    assert re.match(r"\[1/2 runs, \d:\d\d:\d\d elapsed, about \d:\d\d:\d\d left\] "
+                    r"(pa|random)-s0: search ran", runs[0]), runs
+    assert re.match(r"\[2/2 runs, \d:\d\d:\d\d elapsed, nothing left\] (pa|random)-s0: "
+                    r"search ran", runs[1]), runs
+    # the same compare again reuses both runs, and says so before anything else
+    assert main(["compare", "--strategies", "pa,random", "--seeds", "0", "--out", str(out),
+                 "--data", "fashion-mnist-sample", "--jobs", "2", *TINY]) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert again[0] == "compare: 2 runs, 2 finished earlier and reused, 0 to run"
+    assert [line.split("] ")[0].split(", ")[-1] for line in again if line.startswith("[")] \
+        == ["nothing left", "nothing left"]
+
+
+def test_compare_progress_estimates_from_the_runs_that_ran_and_the_runs_at_once():
+    """Time left = runs still to run / runs at once x mean time of the runs that ran; a reused
+    run's moment does not count."""
+    lines = []
+    report = Progress(total=5, reused=1, jobs=2, say=lines.append)
+    assert lines == ["compare: 5 runs, 1 finished earlier and reused, 4 to run, 2 at a time"]
+    report("a", 10.0, reused=False)  # 3 left, 2 at a time, 10 s each
+    report("r", 0.1, reused=True)  # no news about the time a run takes
+    report("b", 20.0, reused=False)  # 2 left, 2 at a time, 15 s each
+    report("c", 30.0, reused=False)  # 1 left, alone, 20 s
+    report("d", 40.0, reused=False)
+    left = [line.split("elapsed, ")[1].split("]")[0] for line in lines[1:]]
+    assert left == ["about 0:00:15 left", "about 0:00:15 left", "about 0:00:15 left",
+                    "about 0:00:20 left", "nothing left"]
+    first = []  # a reused run first: nothing has run yet to time
+    Progress(total=2, reused=1, jobs=2, say=first.append)("r", 1.0, reused=True)
+    assert "time left not known yet" in first[1]
 
 
 def test_compare_jobs_are_checked(tmp_path, capsys):

@@ -145,7 +145,9 @@ def test_compare_resumes_an_interrupted_search(tmp_path):
     lines = []
     compare("random", "0", tmp_path, score_epochs=1, progress=False, isolate=False,
             log=lines.append, **options)
-    assert "search resumed" in lines[0] and lines[0].startswith("[1/1 runs, ")
+    assert lines[0] == "compare: 1 run, 0 finished earlier and reused, 1 to run"
+    assert "search resumed" in lines[1] and lines[1].startswith("[1/1 runs, ")
+    assert "nothing left]" in lines[1]
     metrics = (tmp_path / "random-s0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(m)["epoch"] for m in metrics] == [0, 1]
 

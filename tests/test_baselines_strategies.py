@@ -240,6 +240,16 @@ def test_asap_genotype_takes_surviving_ops_and_never_none():
     assert pairs[0] == cell.ops[2]
 
 
+def test_asap_none_wins_an_edge_where_every_edge_is_kept():
+    """NAS-Bench-201 keeps every edge, so ``none`` is a real op there (``final_ops``): a
+    surviving ``none`` names its edge."""
+    s = asap("nb201", init_scale=1.0)
+    none = s.cells["cell"].ops.index("none")
+    with torch.no_grad():
+        s.arch["cell"][:, none] = 10.0
+    s.prune(threshold=1.0)  # one op per edge: none everywhere
+    assert [op for op, _ in s.genotype().cell] == ["none"] * 6
+
 def test_asap_state_dict_round_trip():
     net = tiny_net(dtype=F32)
     s = asap(epochs=4, arch_lr=0.1)

@@ -8,8 +8,9 @@ import torch
 from helpers import tiny_cfg, use_synthetic_task
 from nasp.configs import SearchConfig, resolve
 from nasp.errors import NaspError
-from nasp.loops.search import regularizer_costs, run_search
+from nasp.loops.search import run_search
 from nasp.spaces import get_space
+from nasp.strategies import regularizer_costs
 from nasp.strategies.regularizer import cost_penalty
 
 
@@ -94,3 +95,51 @@ def test_latency_regularizer_steers_a_search_to_cheaper_ops(tmp_path, monkeypatc
     dear = run_search(tiny_cfg(epochs=2, arch_lr=0.05, cost="latency", cost_table=table,
                                lambda_cost=5.0), progress=False)
     assert latency(dear) < latency(free)
+
+
+LAM = 0.7
+
+
+def _penalty_gradient(name: str, strategy, costs: dict, lam: float) -> list[torch.Tensor]:
+    """∇ of R = λ Σ c ⊙ W² with respect to what each strategy steps, in closed form: NASP and
+    the proximal baselines charge Ā and step it (2λ c ⊙ Ā); DARTS charges p = softmax(α) and
+    ASAP Φ = softmax(α / T), both stepping α: (2λ / T) p ⊙ (c ⊙ p − Σ_k c_k p_k²)."""
+    grads = []
+    for cell, c in costs.items():
+        c = c.double()
+        if name in ("nasp", "pa", "pa-lazy"):
+            grads.append(2 * lam * c * strategy.A_bar[cell].double())
+            continue
+        t = strategy.temperature if name == "asap" else 1.0
+        p = (strategy.arch[cell].detach().double() / t).softmax(dim=-1)
+        grads.append(2 * lam / t * p * (c * p - (c * p * p).sum(dim=-1, keepdim=True)))
+    return grads
+
+
+def _arch_gradient(name: str, lam: float, costs: dict) -> tuple[list[torch.Tensor], list]:
+    """The architecture gradient one step of ``name`` applies (what it hands ``ctx.reduce``
+    last, just before its optimizer step), and the closed-form penalty gradient at that step."""
+    import dataclasses
+
+    from helpers import context, make_strategy, tiny_batch, tiny_net
+
+    net = tiny_net()  # the same weights for every call: seeded
+    strategy = make_strategy(name, seed=0, lambda_cost=lam, costs=costs, arch_lr=0.01)
+    handed: list[list[torch.Tensor]] = []
+    ctx = dataclasses.replace(context(net), reduce=lambda grads: handed.append(
+        [g.detach().clone() for g in grads]))
+    expected = _penalty_gradient(name, strategy, costs, lam)
+    strategy.arch_step(ctx, tiny_batch(seed=1), tiny_batch(seed=2))
+    return handed[-1], expected
+
+
+@pytest.mark.parametrize("name", ["darts", "darts2", "pa", "pa-lazy", "asap", "nasp"])
+def test_every_strategy_adds_the_regularizer_gradient_to_its_arch_step(name):
+    """λ > 0 changes the architecture gradient a strategy applies by exactly the closed-form
+    gradient of the cost penalty on the weighting it charges, at one step on a tiny space."""
+    costs = regularizer_costs(resolve(SearchConfig, {"space": "nasp-7", "lambda_params": LAM}))
+    free, _ = _arch_gradient(name, 0.0, costs)
+    charged, expected = _arch_gradient(name, LAM, costs)
+    for g0, g1, want in zip(free, charged, expected, strict=True):
+        assert float(want.abs().max()) > 1e-3  # the penalty is large enough to be seen
+        torch.testing.assert_close(g1.double() - g0.double(), want, rtol=1e-6, atol=1e-9)

@@ -157,3 +157,20 @@ def test_resume_at_another_world_size_names_the_size_to_use():
     assert "--nproc-per-node 4" in err.value.hint
     with pytest.raises(NaspError, match="without torchrun"):
         check_resume_world(1, 2)
+
+
+def test_the_task_names_the_global_batches_it_splits_over_ranks():
+    """The search loop asks the task which batches must split evenly; it never names a task."""
+    from types import SimpleNamespace
+
+    from nasp.configs import SearchConfig, resolve
+    from nasp.tasks import check_batches
+
+    two_ranks = SimpleNamespace(local_batch=lambda size, option="--batch-size":
+                                local_batch_size(size, 2, option))
+    check_batches(resolve(SearchConfig, {"batch_size": 8, "eval_batch_size": 9}), two_ranks)
+    with pytest.raises(NaspError, match="--batch-size 9 does not split"):
+        check_batches(resolve(SearchConfig, {"batch_size": 9}), two_ranks)
+    lm = resolve(SearchConfig, {"task": "lm", "batch_size": 8, "eval_batch_size": 9})
+    with pytest.raises(NaspError, match="--eval-batch-size 9 does not split"):
+        check_batches(lm, two_ranks)

@@ -3,12 +3,13 @@ clear error without the tensorboard package."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
 
 from nasp.errors import NaspError
-from nasp.tensorboard import TensorBoardLogger, scalar_tag, write_run_tensorboard
+from nasp.tensorboard import TensorBoardLogger, edge_name, scalar_tag, write_run_tensorboard
 from nasp.viz.runs import load_run
 from synthetic import write_search_run
 
@@ -81,3 +82,65 @@ def test_a_resumed_run_replaces_the_epochs_it_repeats(tmp_path):
             tb.log_epoch({"epoch": epoch, "valid_acc": 0.5 + epoch})
     steps = read_scalars(tmp_path / "tb")["accuracy/valid"]
     assert steps == [(1, 0.0), (2, pytest.approx(1.5)), (3, pytest.approx(2.5))]
+
+
+def _records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_nasp_search_and_train_with_tensorboard_write_every_tag(tmp_path):
+    """End to end: `nasp search --tensorboard` writes RUN/tb with the losses, accuracies, lr,
+    phase times, memory and every architecture parameter of the run's own records;
+    `nasp train --tensorboard` (CNN and language model) every field of its metrics.jsonl."""
+    pytest.importorskip("tensorboard", reason="needs the tensorboard package "
+                        "(pip install 'nasp[tensorboard]')")
+    from nasp.cli import main
+    from test_rnn_data import write_corpus
+
+    run = tmp_path / "search"
+    assert main(["search", "--tensorboard", "--out", str(run), "--epochs", "1",
+                 "--max-train-samples", "256", "--channels", "4", "--layers", "3",
+                 "--batch-size", "32", "--quiet", "--device", "cpu",
+                 "--max-steps-per-epoch", "1"]) == 0
+    scalars = read_scalars(run / "tb")
+    (metrics,) = _records(run / "metrics.jsonl")
+    for tag, key in [("loss/train", "train_loss"), ("loss/valid", "valid_loss"),
+                     ("accuracy/train", "train_acc"), ("accuracy/valid", "valid_acc"),
+                     ("lr/lr", "lr"), ("time/arch", "time_arch"),
+                     ("time/forward", "time_forward"), ("time/backward", "time_backward"),
+                     ("time/epoch", "epoch_time"), ("time/wall", "wall_time"),
+                     ("memory/peak_mb", "peak_mem_mb")]:
+        assert scalars[tag] == [(1, pytest.approx(metrics[key]))], tag
+    arch = _records(run / "arch.jsonl")  # the initial architecture (step 0) and epoch 0
+    expected = {}
+    for step, record in enumerate(arch):
+        for cell, data in record["cells"].items():
+            inputs = sum(1 for node, _ in data["edges"] if node == 0)
+            for matrix, rows in data["weights"].items():
+                for e, (node, j) in enumerate(data["edges"]):
+                    for op, value in zip(data["ops"], rows[e], strict=True):
+                        tag = f"arch/{cell}/{matrix}/{edge_name(cell, e, node, j, inputs)}/{op}"
+                        expected.setdefault(tag, []).append((step, pytest.approx(value)))
+    assert {"arch/normal/A/e00 node 0 ← c_{k-2}/skip_connect",
+            "arch/reduce/A_bar/e13 node 3 ← node 2/sep_conv_3x3"} <= set(expected)
+    assert {t: v for t, v in scalars.items() if t.startswith("arch/")} == expected
+
+    cnn, lm = tmp_path / "train-cnn", tmp_path / "train-lm"
+    assert main(["train", "--tensorboard", "--out", str(cnn), "--epochs", "1",
+                 "--max-train-samples", "256", "--channels", "4", "--layers", "3",
+                 "--batch-size", "32", "--no-progress", "--device", "cpu",
+                 "--max-steps-per-epoch", "1"]) == 0
+    assert main(["train", "--task", "lm", "--tensorboard", "--genotype", "DARTS_V2",
+                 "--data", "ptb", "--data-root", str(write_corpus(tmp_path / "ptb", lines=150)),
+                 "--out", str(lm), "--epochs", "1", "--emsize", "8", "--nhid", "8",
+                 "--batch-size", "4", "--eval-batch-size", "4", "--test-batch-size", "4",
+                 "--bptt", "6", "--max-steps-per-epoch", "4", "--no-progress",
+                 "--device", "cpu"]) == 0
+    for run, tags in ((cnn, ("loss/train", "accuracy/valid")), (lm, ("perplexity/valid",))):
+        scalars = read_scalars(run / "tb")
+        (metrics,) = _records(run / "metrics.jsonl")
+        for tag in (*tags, "lr/lr", "time/epoch", "memory/peak_mb"):
+            assert [step for step, _ in scalars[tag]] == [1], (run.name, tag)
+        assert scalars == {
+            scalar_tag(k): [(1, pytest.approx(v))] for k, v in metrics.items()
+            if k != "epoch" and isinstance(v, int | float) and not isinstance(v, bool)}

@@ -117,8 +117,7 @@ def score_run(run_dir: Path, options: dict[str, Any], config: str | os.PathLike 
     from nasp.api import check_same_run
 
     result = read_json(run_dir / "result.json")
-    if (not overwrite and result.get("score_epochs") == score_epochs
-            and any(f"final_{k}" in result for k in SCORE_KEYS)):
+    if not overwrite and _scored(result, score_epochs):
         return result
     fixed = score_options(run_dir, options, score_epochs)
     score_dir = run_dir / "score"
@@ -230,7 +229,7 @@ def _check_strategies(names: Sequence[str], per_strategy: dict[str, dict[str, An
                       search_options: dict[str, Any], config: str | os.PathLike | None) -> None:
     """Build every strategy once on the CPU (cheap: no network, no data), so a bad strategy
     option fails before hours of other runs, not in the middle of them."""
-    from nasp.loops.search import build_strategy
+    from nasp.strategies import build_strategy
 
     for name in names:
         build_strategy(resolve(SearchConfig, {**search_options, "strategy": name,
@@ -239,17 +238,42 @@ def _check_strategies(names: Sequence[str], per_strategy: dict[str, dict[str, An
 
 
 class Progress:
-    """Runs done of total, elapsed time and an estimate of the time left, one line per run."""
+    """A first line (runs in all, how many are reused, how many run at once), then one line per
+    finished run: runs done of total, elapsed time and an estimate of the time left.
 
-    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+    The estimate is the mean time of the runs that actually ran (a reused run takes a moment
+    and would make the rest look quick) times the runs still to run, divided by how many run at
+    once (``jobs``): with N processes going, N runs finish in about one run's time."""
+
+    def __init__(self, total: int, reused: int, jobs: int, say: Callable[[str], None]) -> None:
         self.total, self.say, self.done, self.t0 = total, say, 0, time.perf_counter()
+        self.to_run, self.jobs, self.ran = total - reused, jobs, []
+        at_once = f", {min(jobs, self.to_run)} at a time" if self.to_run > 1 else ""
+        say(f"compare: {total} run{'s' * (total != 1)}, {reused} finished earlier and reused, "
+            f"{self.to_run} to run{at_once}")
 
-    def __call__(self, line: str) -> None:
+    def __call__(self, line: str, seconds: float, reused: bool) -> None:
+        """Report one finished run that took ``seconds`` (``reused``: finished earlier)."""
         self.done += 1
+        if not reused:
+            self.ran.append(seconds)
         elapsed = time.perf_counter() - self.t0
-        left = elapsed / self.done * (self.total - self.done)
-        self.say(f"[{self.done}/{self.total} runs, {_clock(elapsed)} elapsed, about "
-                 f"{_clock(left)} left] {line}")
+        left_runs = max(self.to_run - len(self.ran), 0)
+        if left_runs == 0:
+            left = "nothing left"
+        elif not self.ran:
+            left = "time left not known yet"
+        else:
+            mean = sum(self.ran) / len(self.ran)
+            left = f"about {_clock(mean * left_runs / min(self.jobs, left_runs))} left"
+        self.say(f"[{self.done}/{self.total} runs, {_clock(elapsed)} elapsed, {left}] {line}")
+
+
+def _scored(result: Any, score_epochs: int) -> bool:
+    """Whether a search's result.json holds its score on this budget: the run is then reused
+    whole, search and scoring."""
+    return (isinstance(result, dict) and result.get("score_epochs") == score_epochs
+            and any(f"final_{k}" in result for k in SCORE_KEYS))
 
 
 def _clock(seconds: float) -> str:
@@ -417,7 +441,9 @@ def _compare(names: list[str], seed_list: list[int], out_dir: Path,
     run_dirs = [out_dir / run_name(n, s) for n, s in pairs]
     jobs = min(jobs, len(pairs))
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    report = Progress(len(pairs), log or (lambda _msg: None))
+    reused = set() if overwrite else {d for d in run_dirs if (d / "result.json").is_file()
+                                      and _scored(read_json(d / "result.json"), epochs)}
+    report = Progress(len(pairs), len(reused), jobs, log or (lambda _msg: None))
 
     def one(name: str, seed: int) -> tuple[str, float]:
         options = {**search_options, "strategy": name, "seed": seed,
@@ -440,7 +466,8 @@ def _compare(names: list[str], seed_list: list[int], out_dir: Path,
         report(f"{run_dir.name}: search {how} "
                f"({float(result.get('search_time_s') or 0):.1f} s searching); retrained "
                f"{epochs} epoch(s): held-out test {metric} "
-               f"{'n/a' if final is None else format(final, '.4f')} ({seconds:.1f} s)")
+               f"{'n/a' if final is None else format(final, '.4f')} ({seconds:.1f} s)",
+               seconds, run_dir in reused)
         rows = write_table(out_dir, run_dirs)
 
     if jobs == 1:

@@ -42,10 +42,9 @@ from nasp.errors import NaspError
 from nasp.genotype import Genotype, format_genotype_json
 from nasp.loops.timing import PhaseTimer, peak_memory_mb
 from nasp.run_folder import RunFolder, rng_state, seed_everything, set_rng_state
-from nasp.spaces import get_space
-from nasp.strategies import ArchContext, Strategy, StrategySetup, create_strategy
+from nasp.strategies import ArchContext, Strategy, build_strategy
 from nasp.supernet.freeze import batch_norms, frozen_batch_stats
-from nasp.tasks import build_task
+from nasp.tasks import build_task, check_batches
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 PHASES = ("time_arch", "time_forward", "time_backward")
@@ -62,34 +61,6 @@ class SearchResult:
     strategy: Strategy
     result: dict[str, Any]
     model: nn.Module
-
-
-def regularizer_costs(cfg: SearchConfig) -> dict[str, torch.Tensor]:
-    """The normalised (edges, ops) costs per cell type of the run's regularizer: without a
-    cost table, ``params`` are the release's counts (width 12, the edge's stride; so
-    ``--lambda-params`` is exactly ``--cost params --lambda-cost``); with one, each op's cost
-    summed over the evaluation-network positions of its cell type."""
-    from nasp.strategies.regularizer import normalise, param_costs
-
-    if cfg.lambda_cost == 0:
-        return {}
-    space = get_space(cfg.space)
-    if cfg.cost_table is None:
-        raw = {name: param_costs(cell, space.op_registry) for name, cell in space.cells.items()}
-    else:
-        from nasp.costs import cost_matrices, load_table
-
-        raw = cost_matrices(load_table(cfg.cost_table), space, cfg.cost)
-    return {name: normalise(r) for name, r in raw.items()}
-
-
-def build_strategy(cfg: SearchConfig, device: torch.device | str = "cpu") -> Strategy:
-    """The run's strategy; cheap (no network, no data), so bad options fail before any work."""
-    setup = StrategySetup(space=get_space(cfg.space), device=torch.device(device), seed=cfg.seed,
-                          epochs=cfg.epochs, arch_lr=cfg.arch_lr, arch_betas=cfg.arch_betas,
-                          arch_weight_decay=cfg.arch_weight_decay, lambda_cost=cfg.lambda_cost,
-                          costs=regularizer_costs(cfg))
-    return create_strategy(cfg.strategy, setup, cfg.strategy_options)
 
 
 def _to_float(sums: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -138,9 +109,7 @@ def run_search(
     folder = None
     try:
         with d.setup():
-            d.local_batch(cfg.batch_size)
-            if cfg.task == "lm":
-                d.local_batch(cfg.eval_batch_size, "--eval-batch-size")
+            check_batches(cfg, d)  # the task's batches split evenly over the ranks
             if out is not None:
                 folder = RunFolder.open(out, resume=resume, overwrite=overwrite,
                                         command="nasp search", writer=d.is_main)

@@ -206,7 +206,7 @@ def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
             folder = RunFolder.open(cfg.out or cfg.default_out(), resume=resume,
                                     overwrite=overwrite, command="nasp train --task lm",
                                     writer=d.is_main)
-            ckpt = folder.load_checkpoint(d.device) if resume else None
+            ckpt = folder.load_checkpoint(d.device) if folder.resumed else None
             if ckpt is not None:
                 check_resume_world(ckpt.get("world_size"), d.world_size)
             # the genotype a run started with travels in its checkpoint

@@ -1,4 +1,5 @@
-"""Search strategies. Each is one module that registers a ``Strategy`` subclass by name."""
+"""Search strategies. Each is one module that registers a ``Strategy`` subclass by name;
+``build_strategy`` makes a run's strategy from its configuration."""
 
 from nasp.strategies import asap as _asap  # noqa: F401
 from nasp.strategies import darts as _darts  # noqa: F401
@@ -14,6 +15,7 @@ from nasp.strategies.base import (
     create_strategy,
     get_strategy,
 )
+from nasp.strategies.build import build_strategy, regularizer_costs
 
-__all__ = ["STRATEGIES", "ArchContext", "Strategy", "StrategySetup", "create_strategy",
-           "get_strategy"]
+__all__ = ["STRATEGIES", "ArchContext", "Strategy", "StrategySetup", "build_strategy",
+           "create_strategy", "get_strategy", "regularizer_costs"]

@@ -25,9 +25,9 @@ Options are given as ``--strategy-options '{"t0": 2.0, "gamma": 0.8}'``.
 
 Final genotype: per edge the surviving op (among several survivors - before convergence - the
 largest α); per node the ``keep`` edges whose surviving op has the largest softmax(α) at T = 1
-over all ops (DARTS's edge ranking, so the two derivations compare like for like). ``none``
-never names an edge's op: an edge whose only survivor is ``none`` ranks last and gets its
-strongest real op.
+over all ops (DARTS's edge ranking, so the two derivations compare like for like). Ops outside
+``CellSpec.final_ops`` never win: where edges are chosen, an edge left with only ``none`` ranks
+last and gets its strongest real op; in nb201 (every edge kept) ``none`` can win an edge.
 """
 
 from __future__ import annotations

@@ -12,12 +12,29 @@ from nasp.errors import NaspError
 
 # task -> "module:factory"; imported on use so image-only users never import text code.
 TASKS = {"cnn": "nasp.tasks.image:build_image_task", "lm": "nasp.tasks.lm:build_lm_task"}
+# task -> the global batch sizes (config fields) it splits over data-parallel ranks: the image
+# task shards its training and validation batches; the language model also the columns of its
+# evaluation batches, which carry hidden states and so cannot be split unevenly.
+SHARDED_BATCHES = {"cnn": ("batch_size",), "lm": ("batch_size", "eval_batch_size")}
+
+
+def _check_task(cfg: SearchConfig) -> None:
+    if cfg.task not in TASKS:
+        raise NaspError(f"unknown task {cfg.task!r}", f"use --task {' or '.join(TASKS)}")
+
+
+def check_batches(cfg: SearchConfig, dist: Any) -> None:
+    """Refuse a global batch of ``cfg``'s task that does not split evenly over ``dist``'s ranks
+    (a ``nasp.distributed.Dist``); cheap, so the search loop calls it before any data is read
+    or any folder written, without knowing which task runs."""
+    _check_task(cfg)
+    for key in SHARDED_BATCHES[cfg.task]:
+        dist.local_batch(getattr(cfg, key), "--" + key.replace("_", "-"))
 
 
 def build_task(cfg: SearchConfig, device: torch.device, dist: Any = None):
     """The task of ``cfg``; with ``dist`` (a ``nasp.distributed.Dist``) each rank reads its
     shard of every batch and evaluations are summed over ranks."""
-    if cfg.task not in TASKS:
-        raise NaspError(f"unknown task {cfg.task!r}", f"use --task {' or '.join(TASKS)}")
+    _check_task(cfg)
     module, factory = TASKS[cfg.task].split(":")
     return getattr(importlib.import_module(module), factory)(cfg, device, dist)
