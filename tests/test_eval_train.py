@@ -170,7 +170,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["train", "--genotype", "DARTS_V1", "--out", str(out), "--epochs", "1",
             "--channels", "4", "--layers", "3", "--max-train-samples", "200",
-            "--batch-size", "32", "--max-steps-per-epoch", "2", "--no-progress",
+            "--batch-size", "32", "--max-steps-per-epoch", "2", "--quiet",
             "--device", "cpu"]
     assert main(argv) == 0
     result = json.loads((out / "result.json").read_text())
@@ -179,7 +179,7 @@ def test_cli_train_end_to_end(tmp_path, capsys):
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt"):
         assert (out / name).exists()
     # resuming a finished run only re-tests it; changing options on resume is refused
-    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
     assert main(["train", "--resume", str(out), "--epochs", "3"]) == 2
     assert "cannot change when resuming" in capsys.readouterr().err
     assert main(["train", "--out", str(out / "other"), "--genotype", "NOPE"]) == 2

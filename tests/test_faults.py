@@ -28,7 +28,7 @@ SRC = str(Path(nasp.__file__).resolve().parents[1])
 TINY = ["--max-train-samples", "128", "--channels", "4", "--layers", "3", "--batch-size", "16",
         "--max-steps-per-epoch", "2", "--epochs", "2", "--quiet", "--device", "cpu"]
 TRAIN = ["--max-train-samples", "128", "--channels", "4", "--layers", "3", "--batch-size", "16",
-         "--max-steps-per-epoch", "2", "--epochs", "1", "--no-progress", "--device", "cpu"]
+         "--max-steps-per-epoch", "2", "--epochs", "1", "--quiet", "--device", "cpu"]
 SLOW = ["--max-train-samples", "512", "--channels", "4", "--layers", "3", "--batch-size", "16",
         "--epochs", "50", "--quiet", "--device", "cpu"]
 
@@ -144,6 +144,21 @@ def _genotype(root: Path, edit) -> str:
     return str(path)
 
 
+def _without(root: Path, name: str, *files: str) -> str:
+    """A copy of a run folder lacking ``files`` (e.g. a run that died before its first
+    checkpoint, copied without its .lock)."""
+    copy = root / f"{name}-without-{len(list(root.glob(name + '-without-*')))}"
+    shutil.copytree(root / name, copy)
+    for f in files:
+        (copy / f).unlink()
+    return str(copy)
+
+
+def _under_a_file(root: Path) -> str:
+    """A path whose parent is a regular file (the finished search's config.json)."""
+    return str(root / "search" / "config.json" / "x")
+
+
 def _with_config(root: Path, name: str, **values) -> str:
     """A copy of a run folder whose config.json has other values."""
     copy = root / f"{name}-edited-{len(list(root.glob(name + '-edited-*')))}"
@@ -207,24 +222,62 @@ BAD = {
     "train resume: bad type": (
         lambda r: ["train", "--resume", _with_config(r, "train", batch_size=9.5)],
         "invalid batch_size: 9.5"),
-    "compare --out under a file": (lambda r: ["compare", "--out", str(r / "cfg-0.json" / "x"),
+    "compare --out under a file": (lambda r: ["compare", "--out", _under_a_file(r),
                                               "--strategies", "pa", "--seeds", "0", *TINY],
                                    "a file stands where a folder is needed"),
-    "search --out under a file": (lambda r: ["search", "--out", str(r / "cfg-0.json" / "x"),
-                                             *TINY], "a file stands where a folder is needed"),
+    "search --out under a file": (lambda r: ["search", "--out", _under_a_file(r), *TINY],
+                                  "a file stands where a folder is needed"),
+    # an output path under a regular file, or under a place nobody can write
+    "plot -o under a file": (lambda r: ["plot", str(r / "search"), "-o",
+                                        str(r / "search" / "config.json" / "x")],
+                             "search/config.json/x: a file stands where a folder is needed"),
+    "report -o under a file": (lambda r: ["report", str(r / "search"), "-o",
+                                          str(r / "search" / "config.json" / "x" / "r.html")],
+                               "search/config.json/x: a file stands where a folder is needed"),
+    "draw -o under a file": (lambda r: ["draw", str(r / "search"), "-o",
+                                        str(r / "search" / "config.json" / "x" / "d.png")],
+                             "search/config.json/x: a file stands where a folder is needed"),
+    "plot -o /proc/x": (lambda r: ["plot", str(r / "search"), "-o", "/proc/x"], "/proc/x"),
+    "report -o /proc/x/r.html": (lambda r: ["report", str(r / "search"), "-o",
+                                            "/proc/x/r.html"], "/proc/x"),
+    "draw -o /proc/x/d.png": (lambda r: ["draw", str(r / "search"), "-o", "/proc/x/d.png"],
+                              "/proc/x"),
+    # every value of a config file is type-checked, also one the command line overrides
+    "config epochs 'two' overridden": (
+        lambda r: ["search", "--config", _config(r, epochs="two"), "--epochs", "1"],
+        "invalid epochs: 'two' is not a whole number"),
+    "train config lr '0.1' overridden": (
+        lambda r: ["train", "--config", _config(r, lr="0.1"), "--lr", "0.1"],
+        "invalid lr: '0.1'"),
+    "resume: config.json arch_betas 0.5": (
+        lambda r: ["search", "--resume", _with_config(r, "search", arch_betas=0.5)],
+        "invalid arch_betas: 0.5"),
+    "resume: config.json lr '0.1'": (
+        lambda r: ["search", "--resume", _with_config(r, "search", lr="0.1")],
+        "invalid lr: '0.1' is not a number"),
+    "resume: bad type overridden by a safe option": (
+        lambda r: ["search", "--resume", _with_config(r, "search", log_every="x"),
+                   "--log-every", "5"], "invalid log_every: 'x'"),
+    "resume without a checkpoint": (
+        lambda r: ["search", "--resume", _without(r, "search", "checkpoint.pt", ".lock")],
+        "no checkpoint yet"),
+    "train --no-progress": (lambda r: ["train", "--no-progress"], "use --quiet"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_error_line_and_changes_nothing(runs, capsys, case):
+def test_bad_input_is_one_error_line_and_changes_nothing(runs, capsys, case, tmp_path,
+                                                         monkeypatch):
     build, needle = BAD[case]
     argv = build(runs)  # the test's own files are written here, before the snapshot
     before = tree(runs)
+    monkeypatch.chdir(tmp_path)  # where a default runs/ or plots/ folder would go
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert needle in err, err
     assert tree(runs) == before
+    assert list(tmp_path.iterdir()) == []  # not even an empty folder
 
 
 def test_resume_applies_the_options_that_are_safe_to_change(runs, tmp_path):
@@ -240,9 +293,11 @@ def test_resuming_a_folder_without_a_checkpoint_says_to_start_again(tmp_path, ca
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"command": "search"}))
+    before = tree(run)
     assert main(["search", "--resume", str(run)]) == 2
     err = capsys.readouterr().err
     assert "no checkpoint yet" in err and "--overwrite" in err
+    assert tree(run) == before  # no .lock left behind
 
 
 # --- disk full, torn files, leftovers, permissions ---------------------------------------------

@@ -18,7 +18,7 @@ from test_rnn_data import write_corpus
 V2 = GENOTYPES["lm"]["DARTS_V2"]
 TINY = ["--emsize", "8", "--nhid", "8", "--batch-size", "4", "--eval-batch-size", "4",
         "--test-batch-size", "4", "--bptt", "6", "--max-steps-per-epoch", "4", "--log-every",
-        "2", "--no-progress", "--device", "cpu"]
+        "2", "--quiet", "--device", "cpu"]
 
 
 def test_count_lm_params_darts_v2_is_23m():
@@ -92,7 +92,7 @@ def test_train_lm_end_to_end_and_bit_identical_resume(tmp_path):
     assert _train(tmp_path, root, tmp_path / "half", "--epochs", "1") == 0
     # the folder's config.json says task lm: --task need not be repeated
     assert main(["train", "--resume", str(tmp_path / "half"), "--epochs", "2",
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     half = [json.loads(line) for line in (tmp_path / "half/metrics.jsonl").read_text().splitlines()]
     strip = ("epoch_time", "wall_time", "peak_mem_mb")
     assert [{k: v for k, v in r.items() if k not in strip} for r in half] == \
@@ -137,7 +137,7 @@ def test_switch_to_asgd_and_resume_across_it(tmp_path, monkeypatch):
     assert _train(tmp_path, root, tmp_path / "b", "--epochs", "4", "--nonmono", "1") == 0
     fakes[:] = [4.7]
     assert main(["train", "--task", "lm", "--resume", str(tmp_path / "b"), "--epochs", "5",
-                 "--no-progress"]) == 0
+                 "--quiet"]) == 0
     other = torch.load(tmp_path / "b/checkpoint.pt", weights_only=True)
     assert all(torch.equal(v, other["model"][k]) for k, v in ckpt["model"].items())
     for k, s in ckpt["optimizer"]["state"].items():

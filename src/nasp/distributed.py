@@ -346,3 +346,16 @@ def init_distributed(device: str | torch.device = "auto", *,
                             timeout=timedelta(seconds=timeout_s))
     return Dist(rank, world, dev, local_rank=local_rank, group=None, backend=backend,
                 timeout_s=timeout_s, owns_group=True)
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or the only process), also after a run has closed its
+    group: what prints a command's final lines, so that ``torchrun --nproc-per-node 8`` shows
+    the found genotype once, not eight times. A group still open (the caller's) decides, else
+    torchrun's RANK."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    try:
+        return (_env_int("RANK") or 0) == 0
+    except NaspError:  # a malformed RANK: the run itself reports it
+        return True

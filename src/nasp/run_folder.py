@@ -29,7 +29,8 @@ import random
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,24 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     if not os.access(p, os.W_OK | os.X_OK):
         raise write_error(p, OSError(errno.EACCES, "permission denied"))
     return p
+
+
+@contextmanager
+def output_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` on the output ``path`` (a file or folder a command writes), on one
+    of the folders above it or on a file under it into the one clear ``write_error``, so that
+    ``nasp plot -o afile/x`` names the path in one line instead of showing a traceback. Errors
+    on other files (the runs being read) pass through unchanged."""
+    out = Path(os.path.abspath(path))
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None or isinstance(e.filename, int):
+            raise
+        hit = Path(os.path.abspath(os.fsdecode(e.filename)))
+        if hit == out or hit in out.parents or out in hit.parents:
+            raise write_error(Path(os.fsdecode(e.filename)), e) from None
+        raise
 
 
 # --- atomic files --------------------------------------------------------------------------------
@@ -252,6 +271,34 @@ def _describe_holder(lock_path: Path) -> str:
     return f"process {text}" if text else "another process"
 
 
+def _in_use(folder: Path) -> NaspError:
+    return NaspError(f"{folder} is in use by {_describe_holder(folder / LOCK_NAME)}",
+                     "wait for it to finish or stop it; two writers would mix the run's "
+                     "records")
+
+
+def refuse_if_locked(folder: Path) -> None:
+    """Raise the "in use" error when another process holds ``folder``'s lock, creating and
+    writing nothing: a command about to fail for another reason must still name the writer
+    (its run may simply not have reached a checkpoint yet) yet leave the folder as it was."""
+    if str(folder.resolve()) in _HELD:
+        return
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no writer
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close below
+    except ImportError:
+        pass
+    except OSError:
+        raise _in_use(folder) from None
+    finally:
+        os.close(fd)
+
+
 def acquire_lock(folder: Path) -> None:
     """Exclusive, non-blocking ``flock`` on ``folder/.lock``; the kernel drops it at exit."""
     key = str(folder.resolve())
@@ -271,9 +318,7 @@ def acquire_lock(folder: Path) -> None:
         pass
     except OSError:
         os.close(fd)
-        raise NaspError(f"{folder} is in use by {_describe_holder(lock_path)}",
-                        "wait for it to finish or stop it; two writers would mix the run's "
-                        "records") from None
+        raise _in_use(folder) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()} ({' '.join(sys.argv[:3]) or 'python'})".encode())
     _HELD[key] = [fd, 1]
@@ -373,14 +418,20 @@ class RunFolder:
         p = Path(path)
         if not p.is_dir():
             raise NaspError(f"run folder {p} does not exist", "check the --resume path")
+        no_checkpoint = NaspError(
+            f"{p} has no checkpoint yet (the run stopped before its first epoch ended)",
+            f"start it again: `{command} --out {p} --overwrite` with the options it was "
+            "started with")
+        # checked before locking, so a failed resume leaves the folder as it was (no new .lock)
+        if not (p / "checkpoint.pt").is_file():
+            refuse_if_locked(p)  # a running first epoch: name its process instead
+            raise no_checkpoint
         acquire_lock(p)
         folder = cls(p, resumed=True)
         folder.started = True
-        if not (p / "checkpoint.pt").is_file():
+        if not (p / "checkpoint.pt").is_file():  # an --overwrite took it before our lock
             folder.close()
-            raise NaspError(f"{p} has no checkpoint yet (the run stopped before its first "
-                            "epoch ended)", f"start it again: `{command} --out {p} "
-                            "--overwrite` with the options it was started with")
+            raise no_checkpoint
         _remove_stale_tmp(p)
         return folder
 

@@ -1,7 +1,8 @@
 """``nasp draw``: draw the cells of an architecture.
 
-GENOTYPE is a genotype.json file, a search run folder, or a published architecture's name
-(e.g. DARTS_V2, NASP_12; add ``--task lm`` for the recurrent DARTS_V1/DARTS_V2). The format
+GENOTYPE is a genotype.json file, a search run folder, a published architecture's name
+(e.g. DARTS_V2, NASP_12; add ``--task lm`` for the recurrent DARTS_V1/DARTS_V2), or a
+NAS-Bench-201 cell string. The format
 follows the suffix of ``-o``: .svg, .png or .pdf, drawn with matplotlib (nothing else to
 install), or .dot/.gv for Graphviz's DOT text. ``--engine graphviz`` lays the cells out with
 Graphviz's ``dot`` program instead, where it is installed. Both cells of a CNN go into one file;
@@ -19,7 +20,8 @@ from nasp.errors import NaspError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("genotype", metavar="GENOTYPE",
-                        help="genotype.json, a search run folder, or a published name")
+                        help="genotype.json, a search run folder, a published name, or a "
+                        "NAS-Bench-201 cell string ('|nor_conv_3x3~0|+|...|')")
     parser.add_argument("-o", "--out", type=Path, default=Path("cell.svg"),
                         help="output file; .svg .png .pdf .dot or .gv (default: cell.svg)")
     parser.add_argument("--task", choices=("cnn", "lm"), default=None,
@@ -70,9 +72,12 @@ def load_genotype(spec: str, task: str | None = None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nasp.run_folder import output_errors
     from nasp.viz.cells import draw_genotype
 
     genotype = load_genotype(args.genotype, args.task)
-    for path in draw_genotype(genotype, args.out, split=args.split, engine=args.engine):
+    with output_errors(args.out):  # -o under a file or an unwritable place: one line
+        paths = draw_genotype(genotype, args.out, split=args.split, engine=args.engine)
+    for path in paths:
         print(path)
     return 0

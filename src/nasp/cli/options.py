@@ -81,6 +81,8 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type[RunConfig],
         shown = "none" if default is None else default
         text = f"{f.metadata.get('help', f.name.replace('_', ' '))} (default: {shown}; " \
                "presets may change it)"
+        # argparse %-formats help texts: a literal % ("5% of the time") must be doubled
+        text = text.replace("%", "%%")
         _add(parser, f.name, hints[f.name], text)
     if "lambda_params" in cls.ALIASES and "lambda_params" not in skip:
         _add(parser, "lambda_params", float, "model-size regularizer weight λ (NASP §3.3): "

@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nasp.run_folder import output_errors
     from nasp.viz.report import write_report
 
-    print(write_report(args.runs, args.out, title=args.title, full=args.full))
+    with output_errors(args.out):  # -o under a file or an unwritable place: one line
+        print(write_report(args.runs, args.out, title=args.title, full=args.full))
     return 0

@@ -55,18 +55,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "cannot change finished epochs may be given with it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run in the --out folder")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (the same flag as search and compare)")
+    # the old spelling fails naming the new one, rather than being a second way to say it
+    parser.add_argument("--no-progress", dest="removed_no_progress", action="store_true",
+                        help=argparse.SUPPRESS)
     add_config_options(parser, CONFIGS.get(task, TrainConfig))
 
 
 def run(args: argparse.Namespace) -> int:
     from nasp import api
+    from nasp.errors import NaspError
 
+    if args.removed_no_progress:
+        raise NaspError("option --no-progress no longer exists",
+                        "use --quiet, as with nasp search and nasp compare")
     options = given_options(args, CONFIGS[args.task])
     if args.resume:
-        api.resume(args.resume, progress=not args.no_progress, command="train",
+        api.resume(args.resume, progress=not args.quiet, command="train",
                    config=args.config, **options)
     else:
         api.train(args.task, config=args.config, overwrite=args.overwrite,
-                  progress=not args.no_progress, **options)
+                  progress=not args.quiet, **options)
     return 0

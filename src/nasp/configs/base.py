@@ -185,6 +185,15 @@ def _normalise(cls: type[RunConfig], values: Mapping[str, Any], source: str) -> 
     return out
 
 
+def check_types(cls: type[RunConfig], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every value of one layer (a config file, a saved config.json, the command line) checked
+    against its field's type, before the layers are merged: a later layer overriding a value
+    must not hide that the file holding it is wrong (``"epochs": "two"`` with ``--epochs 1``
+    would otherwise run, and fail the next time the file is used alone)."""
+    hints = _hints(cls)
+    return {k: coerce(k, v, hints[k]) for k, v in values.items()}
+
+
 def build(cls: type[RunConfig], values: Mapping[str, Any]) -> Any:
     """``cls(**values)`` after every value is checked against its field's type."""
     hints = _hints(cls)
@@ -197,9 +206,9 @@ def build(cls: type[RunConfig], values: Mapping[str, Any]) -> Any:
 def resolve(cls: type[RunConfig], overrides: Mapping[str, Any] | None = None,
             config_file: str | os.PathLike | None = None) -> Any:
     """Defaults < preset < config file < explicit overrides (``None`` values: not given)."""
-    given = _normalise(cls, overrides or {}, "command line")
-    from_file = _normalise(cls, load_config_file(config_file), str(config_file)) \
-        if config_file else {}
+    given = check_types(cls, _normalise(cls, overrides or {}, "command line"))
+    from_file = check_types(cls, _normalise(cls, load_config_file(config_file),
+                                            str(config_file))) if config_file else {}
     layered = {**from_file, **given}
     preset = cls.preset_values(layered)
     values = {**preset, **layered}
@@ -293,10 +302,10 @@ def resolve_resume(cls: type[RunConfig], run_dir: str | os.PathLike,
     if config_file:
         raise NaspError("--config cannot be combined with --resume",
                         "a resumed run uses its own config.json; pass only --resume RUN")
-    given = _normalise(cls, overrides or {}, "command line")
-    values = _normalise(cls, {k: v for k, v in saved.items() if k not in BOOKKEEPING
-                              and not (k == "task" and cls.TASK)}, str(Path(run_dir) /
-                                                                        "config.json"))
+    given = check_types(cls, _normalise(cls, overrides or {}, "command line"))
+    values = check_types(cls, _normalise(
+        cls, {k: v for k, v in saved.items() if k not in BOOKKEEPING
+              and not (k == "task" and cls.TASK)}, str(Path(run_dir) / "config.json")))
     changed = sorted(k for k, v in given.items() if k != "out" and values.get(k) != v
                      and k not in cls.RESUMABLE)
     if changed:

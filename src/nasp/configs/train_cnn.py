@@ -34,9 +34,11 @@ class TrainConfig(RunConfig):
 
     # what to train
     genotype: str = opt("DARTS_V2", "genotype to train: a published name (DARTS_V1, DARTS_V2, "
-                        "NASP_12), a genotype.json, or a search run folder")
+                        "NASP_12), a genotype.json, a search run folder, or a NAS-Bench-201 "
+                        "cell string ('|nor_conv_3x3~0|+|...|')")
     data: str = opt("fashion-mnist-sample", "dataset: fashion-mnist-sample (bundled), "
-                    "fashion-mnist, mnist, cifar10, cifar100, tiny-imagenet, folder")
+                    "fashion-mnist, mnist, cifar10, cifar100, imagenet16-120, tiny-imagenet, "
+                    "folder")
     data_root: str | None = opt(None, "folder holding the dataset's files (all datasets but "
                                 "the bundled sample)")
     preset: str = opt("quick", "preset: quick, paper, tiny-imagenet, nb201, nb201-quick (paper "

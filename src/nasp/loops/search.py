@@ -257,8 +257,8 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
         history["metrics.jsonl"].append(record)
         history["arch.jsonl"].append(arch)
         if progress:
-            shown = {k: round(v, 4) for k, v in record.items()
-                     if k.startswith(("train_", "valid_", "test_"))}
+            shown = {k: round(v, 4) for k, v in record.items()  # nb201_*: the held cell's
+                     if k.startswith(("train_", "valid_", "test_", "nb201_"))}  # ground truth
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} {shown} {geno}")
         if folder is not None:
             folder.end_epoch({
@@ -303,6 +303,11 @@ def search_result(strategy: Strategy, task: Any, metrics: list[dict[str, Any]],
     for key, value in record.items():
         if key.startswith(("valid_", "test_")):
             result[f"search_{key}"] = value
-    result.update(task.genotype_metrics(geno))
+    truth = task.genotype_metrics(geno)
+    result.update(truth)
+    if any(k.startswith("nb201_") for k in truth):  # say what the ground truth is and is not
+        from nasp.nb201.table import NOTE
+
+        result["nb201_note"] = NOTE
     result["eval_params_m"] = task.eval_params_m(geno)
     return result

@@ -24,6 +24,11 @@ TABLE_FILE = "nb201_test_200ep.csv.gz"
 TABLE_SHA256 = "13968d366ca62642e896af5059b0fbf9036627569e33b2dc41d0c192d1b4ed63"
 COLUMNS = ("cifar10_test", "cifar100_test", "imagenet16_test")
 
+# what the ground-truth numbers of a search are (result.json's "nb201_note", `nasp search`'s
+# summary): a fact about the cell, not a score of the data the search ran on
+NOTE = ("nb201_* are the found cell's test accuracies (%) from NAS-Bench-201's own 200-epoch "
+        "training on CIFAR-10, CIFAR-100 and ImageNet16-120, whatever data this search ran on")
+
 # the names users and other tools give the three datasets -> the table's column
 _DATASETS = {
     "cifar10": "cifar10_test", "cifar-10": "cifar10_test",
