@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from types import ModuleType
 
@@ -130,3 +132,21 @@ def test_report_cli_writes_the_page(tmp_path, capsys):
     assert "by epoch" not in out.read_text()
     assert call(report_cli, [run, "-o", out, "--full"]) == 0
     assert "by epoch" in out.read_text()  # the per-epoch architecture figures
+
+
+def test_plot_report_and_draw_run_without_importing_torch(tmp_path):
+    """The viz commands read run folders only: loading torch would add seconds to each call."""
+    code = (
+        "import sys\n"
+        "from nasp.cli import main\n"
+        f"for argv in (['draw', 'DARTS_V2', '-o', r'{tmp_path / 'c.png'}'],):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        assert not e.code, e.code\n"
+        "import nasp.viz.plots, nasp.viz.report, nasp.viz.runs, nasp.viz.tables  # noqa\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr

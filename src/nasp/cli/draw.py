@@ -72,7 +72,7 @@ def load_genotype(spec: str, task: str | None = None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasp.run_folder import output_errors
+    from nasp.files import output_errors
     from nasp.viz.cells import draw_genotype
 
     genotype = load_genotype(args.genotype, args.task)

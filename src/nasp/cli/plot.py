@@ -42,7 +42,7 @@ def _arch_dirs(names: list[str], out_dir: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasp.run_folder import output_errors
+    from nasp.files import output_errors
 
     with output_errors(args.out_dir):  # -o under a file or an unwritable place: one line
         return _plot(args)

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasp.run_folder import output_errors
+    from nasp.files import output_errors
     from nasp.viz.report import write_report
 
     with output_errors(args.out):  # -o under a file or an unwritable place: one line

@@ -1,10 +1,10 @@
 """Read run folders (docs/run-folder.md) into plain Python data for plots, tables and reports.
 
 The viz layer reads only these JSON files, never the training code, so a run folder copied from
-another machine (or written by an older nasp) can be inspected without the search space that
-produced it. Only ``config.json`` is required: a search that is still running or crashed has
-no ``result.json`` yet, and a train run has no ``arch.jsonl``; readers that need a missing file
-ask for it through :meth:`Run.require`, which names the file and what writes it.
+another machine (or written by an older nasp) can be inspected without torch or the search
+space that produced it. Only ``config.json`` is required: a search that is still running or
+crashed has no ``result.json`` yet, and a train run has no ``arch.jsonl``; readers that need a
+missing file ask for it through :meth:`Run.require`, which names the file and what writes it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nasp.errors import NaspError
-from nasp.run_folder import read_json  # the one JSON reader of run folders
+from nasp.files import read_json  # the one JSON reader of run folders (no torch)
 
 RUN_FILES = ("config.json", "metrics.jsonl", "arch.jsonl", "genotype.json", "result.json")
 _WRITTEN_BY = {
