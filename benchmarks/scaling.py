@@ -5,11 +5,15 @@ GPU per rank is there) on the same global batch, the same initial weights and ba
 is what the search loop does: the architecture step with its gradients averaged over ranks,
 the weight step's forward, backward, the bucketed gradient average, clipping and the update.
 Prints images/s, the speed-up and scaling efficiency of 2 ranks over 1, and the bytes each
-rank all-reduces per step (NASP reduces only the selected ops' gradients). Usage:
+rank all-reduces per step (NASP reduces only the selected ops' gradients). The network and the
+batches take the memory format ``nasp search`` would use on the device
+(``nasp.device.resolve_memory_format``: channels_last on CPU and CUDA; ``--memory-format``
+overrides), so the figures are those of a search. Usage:
 
     python benchmarks/scaling.py                       # paper size: C=16, 8 cells, batch 64
     python benchmarks/scaling.py --channels 8 --layers 5 --batch-size 32 --steps 2   # smaller
     python benchmarks/scaling.py --worlds 2 --steps 1 --warmup 0   # bytes per step only
+    python benchmarks/scaling.py --memory-format contiguous        # NCHW, for comparison
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def worker(args: argparse.Namespace) -> dict | None:
     import torch
     import torch.nn.functional as F
 
+    from nasp.device import resolve_memory_format, tune_cpu_allocator
     from nasp.distributed import init_distributed
     from nasp.spaces import get_space
     from nasp.strategies import ArchContext, StrategySetup, create_strategy
@@ -37,9 +42,13 @@ def worker(args: argparse.Namespace) -> dict | None:
     torch.set_num_threads(args.threads)
     d = init_distributed(args.device, timeout_s=600)
     device = d.device
+    if device.type == "cpu":
+        tune_cpu_allocator()  # as nasp search does on the CPU
+    fmt = resolve_memory_format(device, args.memory_format)  # as nasp search resolves it
     torch.manual_seed(0)
     space = get_space(args.space)
     model = SearchCNN(space, 3, 10, channels=args.channels, layers=args.layers).to(device)
+    model = model.to(memory_format=fmt)
     strategy = create_strategy(args.worker, StrategySetup(space=space, device=device))
     d.broadcast_state(model, strategy.parameters())
     strategy.restored()
@@ -52,7 +61,8 @@ def worker(args: argparse.Namespace) -> dict | None:
     def batch():
         x = torch.randn(args.batch_size, 3, args.size, args.size, generator=g)
         y = torch.randint(0, 10, (args.batch_size,), generator=g)
-        return x[lo:hi].to(device), y[lo:hi].to(device)  # this rank's shard
+        # this rank's shard, in the search's layout
+        return x[lo:hi].to(device).contiguous(memory_format=fmt), y[lo:hi].to(device)
 
     train_b, val_b = batch(), batch()
 
@@ -109,6 +119,7 @@ def worker(args: argparse.Namespace) -> dict | None:
         out = dict(zip(out, vals.tolist()))
     out["images_per_s"] = args.batch_size / out["total"]
     out["device"] = str(device)
+    out["memory_format"] = str(fmt).removeprefix("torch.")
     out["world_size"] = d.world_size
     d.close()
     return out if d.is_main else None
@@ -136,6 +147,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu (gloo) or auto/cuda (NCCL, a GPU each)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    p.add_argument("--memory-format", default="auto",
+                   choices=["auto", "channels_last", "contiguous"],
+                   help="layout of the network and batches (auto: the device's, as nasp search)")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--worlds", default="1,2")
     p.add_argument("--json", help="also write the figures to this file")
@@ -153,9 +167,10 @@ def main() -> None:
     results: dict[str, dict[int, dict]] = {}
     for name in args.strategies.split(","):
         results[name] = {w: _launch(name, w, passed) for w in worlds}
-    dev = next(iter(next(iter(results.values())).values()))["device"]
+    first = next(iter(next(iter(results.values())).values()))
     print(f"space={args.space} C={args.channels} layers={args.layers} {args.size}x{args.size} "
-          f"global batch={args.batch_size} device={dev} threads/rank={args.threads} "
+          f"global batch={args.batch_size} device={first['device']} "
+          f"memory_format={first['memory_format']} threads/rank={args.threads} "
           f"steps={args.steps}")
     print(f"{'strategy':<9}{'ranks':>6}{'arch':>8}{'fwd':>8}{'bwd':>8}{'reduce':>8}"
           f"{'total s':>9}{'cpu s':>8}{'img/s':>8}{'MB/step':>9}")

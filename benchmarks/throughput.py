@@ -2,26 +2,29 @@
 
 Training = forward + backward + SGD step (auxiliary head and drop-path on, as in the paper's
 recipe); inference = eval-mode forward without autograd. Runs on the CPU always, and on CUDA
-(bf16 autocast) when a GPU is present; the memory format is the device's (``nasp.device``,
-``--memory-format`` overrides). Inputs are random tensors already on the device, so the figures
+when a GPU is present; the memory format is the device's (``nasp.device``, ``--memory-format``
+overrides). On CUDA cuDNN's autotuner is on (``cudnn.benchmark``, as ``nasp train`` sets it:
+the shapes are fixed) and both fp32 and bf16 autocast are measured by default, since ``nasp
+train`` uses bf16 on CUDA and fp32 is the reference; on the CPU fp32 alone (``--precision``
+overrides both). Inputs are random tensors already on the device, so the figures
 measure the network, not data loading. ``--peak`` adds the arithmetic rate reached, against a
 large single-precision matrix product on the same threads (the CPU's practical peak).
 
     PYTHONPATH=src python benchmarks/throughput.py [--steps 10] [--warmup 3] [--device cpu]
     PYTHONPATH=src python benchmarks/throughput.py --threads 1 --peak --profile prof/
+    PYTHONPATH=src python benchmarks/throughput.py --device cuda --precision bf16
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import time
 
 import torch
 import torch.nn.functional as F
 
-from nasp.device import resolve_memory_format, tune_cpu_allocator
+from nasp.device import autocast, resolve_memory_format, tune_cpu_allocator
 from nasp.genotype import GENOTYPES
 from nasp.models import build_eval_model, count_flops, count_params
 
@@ -46,11 +49,22 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 5) ->
     return 2 * n**3 / best / 1e9
 
 
+def precisions(device: torch.device, choice: str) -> list[str]:
+    """The precisions to measure on ``device``: ``auto`` is fp32 and bf16 on CUDA (what
+    ``nasp train`` runs there, against the fp32 reference), fp32 alone elsewhere."""
+    if choice == "auto":
+        return ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+    return ["fp32", "bf16"] if choice == "both" else [choice]
+
+
 def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: int,
             channels: int, memory_format: str = "auto",
-            profile_dir: str | None = None) -> dict[str, float]:
-    """Seconds-per-step based throughput of training and inference on ``device``."""
+            profile_dir: str | None = None, bf16: bool = False) -> dict[str, float]:
+    """Seconds-per-step based throughput of training and inference on ``device``, the forward
+    under bf16 autocast when ``bf16`` (as ``nasp train`` runs it)."""
     cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # as nasp train: fixed shapes, fastest kernels
     torch.manual_seed(0)
     model = build_eval_model(GENOTYPES["cnn"]["DARTS_V2"], 3, 10, 32, channels=channels,
                              layers=layers, auxiliary=True, drop_path_prob=0.2).to(device)
@@ -61,7 +75,7 @@ def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: i
     y = torch.randint(0, 10, (batch,), device=device)
 
     def amp():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+        return autocast(device, bf16)
 
     def train_step() -> None:
         with amp():
@@ -78,6 +92,7 @@ def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: i
             model(x)
 
     out: dict = {"memory_format": str(fmt).removeprefix("torch.")}
+    precision = "bf16" if bf16 else "fp32"
     for name, step, mode in (("train", train_step, True), ("inference", infer_step, False)):
         model.train(mode)
         for _ in range(warmup):
@@ -98,9 +113,10 @@ def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: i
                 step()
                 _sync(device)
             os.makedirs(profile_dir, exist_ok=True)
-            path = os.path.join(profile_dir, f"{device.type}-{name}.txt")
+            path = os.path.join(profile_dir, f"{device.type}-{precision}-{name}.txt")
             with open(path, "w") as f:
-                f.write(f"DARTS_V2 {name} step, batch {batch}, {out['memory_format']}, "
+                f.write(f"DARTS_V2 {name} step, batch {batch}, {precision}, "
+                        f"{out['memory_format']}, "
                         f"{torch.get_num_threads()} threads; top 10 by self CPU time\n")
                 f.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
     return out
@@ -117,6 +133,8 @@ def main() -> None:
                    help="device(s) to measure (default: cpu, and cuda when available)")
     p.add_argument("--memory-format", default="auto",
                    choices=["auto", "channels_last", "contiguous"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "both"],
+                   help="auto: fp32 and bf16 (autocast) on CUDA, fp32 on the CPU")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--peak", action="store_true",
                    help="also measure a large matmul's FLOP/s and report the fraction reached")
@@ -136,14 +154,16 @@ def main() -> None:
     rows = []
     for name in devices:
         dev = torch.device(name)
-        r = measure(dev, args.batch_size, args.steps, args.warmup, args.layers, args.channels,
-                    args.memory_format, args.profile)
-        fmt = r["memory_format"]
-        label = (torch.cuda.get_device_name(dev) + f" (bf16, {fmt})" if dev.type == "cuda"
-                 else f"cpu (fp32, {fmt})")
-        cpu = (r["cpu_train"], r["cpu_inference"]) if dev.type == "cpu" else None
-        rows.append((label, r["train"], r["inference"],
-                     matmul_peak_gflops(dev) if args.peak else None, cpu))
+        peak = matmul_peak_gflops(dev) if args.peak else None
+        for precision in precisions(dev, args.precision):
+            r = measure(dev, args.batch_size, args.steps, args.warmup, args.layers,
+                        args.channels, args.memory_format, args.profile, precision == "bf16")
+            fmt = r["memory_format"]
+            what = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+            cpu = (r["cpu_train"], r["cpu_inference"]) if dev.type == "cpu" else None
+            # the fp32 matmul peak is a fair yardstick for fp32 rows only
+            rows.append((f"{what} ({precision}, {fmt})", r["train"], r["inference"],
+                         peak if precision == "fp32" else None, cpu))
     width = max(len(r[0]) for r in rows)
     print(f"{'device':<{width}}  {'train img/s':>12}  {'inference img/s':>16}")
     for label, tr, inf, _, cpu in rows:

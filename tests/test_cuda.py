@@ -1,7 +1,8 @@
 """The CUDA code paths, on a GPU when there is one (skipped otherwise; CI has none).
 
-``benchmarks/gpu_check.sh`` runs this file on a GPU machine. Without pytest there it also runs
-as a script: ``python tests/test_cuda.py``.
+Every test that uses CUDA, here and elsewhere, carries the ``cuda`` marker (registered in
+pyproject.toml): ``benchmarks/gpu_check.sh`` runs them all with ``pytest -m cuda`` on a GPU
+machine. These tests need pytest (fixtures, parametrize), so there is no plain-script mode.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import context, make_strategy, tiny_batch, tiny_net  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")]
 TINY = dict(max_train_samples=256, channels=4, layers=3, batch_size=32,
             max_steps_per_epoch=3, epochs=2, device="cuda")
 
@@ -57,27 +59,3 @@ def test_training_a_genotype_on_cuda(tmp_path):
     assert 0.0 <= result["test_acc"] <= 1.0
     assert json.loads((tmp_path / "train" / "result.json").read_text())["epochs"] == 1
 
-
-if __name__ == "__main__":  # no pytest on the GPU machine: run the tests as plain functions
-    import inspect
-    import tempfile
-
-    if not torch.cuda.is_available():
-        sys.exit("no CUDA GPU")
-    failed = 0
-    for name, fn in list(globals().items()):
-        if not name.startswith("test_") or not callable(fn):
-            continue
-        params = inspect.signature(fn).parameters
-        cases = [{"strategy": s} for s in ("nasp", "darts2")] if "strategy" in params else [{}]
-        for case in cases:
-            with tempfile.TemporaryDirectory() as tmp:
-                kwargs = {k: v for k, v in {**case, "tmp_path": Path(tmp)}.items()
-                          if k in params}
-                try:
-                    fn(**kwargs)
-                    print(f"PASS {name} {case or ''}")
-                except Exception as e:  # report every failure, then exit non-zero
-                    failed += 1
-                    print(f"FAIL {name} {case or ''}: {type(e).__name__}: {e}")
-    sys.exit(1 if failed else 0)

@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from nasp.data import crop, cutout, hflip, random_crop, random_cutout, random_hflip
 from nasp.data.augment import draw_crop_offsets
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# marked ``cuda`` so that ``pytest -m cuda`` (benchmarks/gpu_check.sh) runs these cases too
+DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.cuda)]
+                     if torch.cuda.is_available() else [])
 
 
 def batch(dtype: torch.dtype = torch.uint8, n: int = 16, c: int = 3, h: int = 8, w: int = 7
@@ -103,6 +105,7 @@ def test_random_cutout_squares_have_the_right_size() -> None:
     assert random_cutout(x, 0, generator=gen(2)) is x
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cpu_generator_gives_the_same_augmentation_on_cuda() -> None:
     x = batch(torch.float32, n=64)

@@ -102,6 +102,7 @@ def test_channels_last_and_errors() -> None:
         DeviceLoader(x.float(), y, 2, mean=(0, 0, 0), std=(1, 1, 1))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_batches_match_cpu_without_syncs() -> None:
     cpu = batches(loader(), 2)
