@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One command for a GPU machine that already has torch (2.4-2.13) and no internet: put this
-# checkout's nasp on PYTHONPATH, run every test that uses CUDA (pytest -m cuda), time one search
-# iteration of NASP, DARTS and DARTS-2nd on the GPU with and without bf16 autocast for the weight
-# step, measure the evaluation network's throughput (fp32 and bf16) and the data-parallel
-# scaling, and print a summary.
+# One command for a GPU machine that already has torch (2.4-2.13) and no internet: install nasp
+# without its dependencies (pip --no-deps; NO_INSTALL=1 skips it), run every test that uses CUDA
+# (pytest -m cuda), time one search iteration of NASP, DARTS and DARTS-2nd on the GPU with and
+# without bf16 autocast for the weight step, measure the evaluation network's throughput (fp32
+# and bf16) and the data-parallel scaling, and print a summary.
 #
 #   bash benchmarks/gpu_check.sh            # everything; logs and JSON in gpu-check/
 #   OUT=/tmp/gc STEPS=5 bash benchmarks/gpu_check.sh
@@ -31,9 +31,14 @@ else PY=python
 fi
 command -v "$PY" >/dev/null 2>&1 || { echo "no Python interpreter: $PY (set PYTHON=...)"; exit 1; }
 
-# nasp from this checkout, first on the path: no pip install, so the interpreter's packages
-# (its torch, or a nasp installed from another checkout) are left as they are, and the code
-# measured is this checkout's even where another nasp is installed
+# nasp itself, without touching the interpreter's torch or anything else it has (--no-deps,
+# no build isolation: nothing is downloaded). This checkout's src also goes first on the path,
+# so the code measured is this checkout's even where another nasp is installed, and a machine
+# whose pip cannot install still runs the check.
+if [ -z "${NO_INSTALL:-}" ]; then
+  "$PY" -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/pip.log" 2>&1 \
+    || echo "pip could not install nasp (see $OUT/pip.log); running it from src/ instead"
+fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" - "$DEVICE" <<'EOF' || exit 1
 import sys, torch
