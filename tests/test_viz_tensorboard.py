@@ -128,13 +128,13 @@ def test_nasp_search_and_train_with_tensorboard_write_every_tag(tmp_path):
     cnn, lm = tmp_path / "train-cnn", tmp_path / "train-lm"
     assert main(["train", "--tensorboard", "--out", str(cnn), "--epochs", "1",
                  "--max-train-samples", "256", "--channels", "4", "--layers", "3",
-                 "--batch-size", "32", "--no-progress", "--device", "cpu",
+                 "--batch-size", "32", "--quiet", "--device", "cpu",
                  "--max-steps-per-epoch", "1"]) == 0
     assert main(["train", "--task", "lm", "--tensorboard", "--genotype", "DARTS_V2",
                  "--data", "ptb", "--data-root", str(write_corpus(tmp_path / "ptb", lines=150)),
                  "--out", str(lm), "--epochs", "1", "--emsize", "8", "--nhid", "8",
                  "--batch-size", "4", "--eval-batch-size", "4", "--test-batch-size", "4",
-                 "--bptt", "6", "--max-steps-per-epoch", "4", "--no-progress",
+                 "--bptt", "6", "--max-steps-per-epoch", "4", "--quiet",
                  "--device", "cpu"]) == 0
     for run, tags in ((cnn, ("loss/train", "accuracy/valid")), (lm, ("perplexity/valid",))):
         scalars = read_scalars(run / "tb")
