@@ -16,10 +16,10 @@ from torch import nn
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
 from nasp.models.cnn import drop_path
-from nasp.nb201.ops import ResidualBlock, make_op
+from nasp.nb201.ops import make_op
 from nasp.ops import Identity, Zero
 from nasp.spaces.nb201 import NB201_CELL
-from nasp.supernet.nb201 import stage_channels
+from nasp.supernet.nb201 import build_network
 
 BENCHMARK_CHANNELS = 16
 BENCHMARK_CELLS_PER_STAGE = 5
@@ -81,23 +81,11 @@ class NB201Net(nn.Module):
         self.cells_per_stage = cells_per_stage
         self.drop_path_prob = drop_path_prob
         pairs = genotype.cells["cell"]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
-        self.cells = nn.ModuleList()
-        c_prev = channels
-        for stage, c in enumerate(stage_channels(channels)):
-            if stage:
-                self.cells.append(ResidualBlock(c_prev, c))
-            self.cells.extend(NB201Cell(pairs, c) for _ in range(cells_per_stage))
-            c_prev = c
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=False))
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
+        build_network(self, in_channels, num_classes, channels, cells_per_stage,
+                      lambda c: NB201Cell(pairs, c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.stem(x)
         for cell in self.cells:
             s = cell(s, self.drop_path_prob) if isinstance(cell, NB201Cell) else cell(s)
-        return self.classifier(self.global_pooling(self.lastact(s)).flatten(1))
+        return self.classifier(self.pool(self.lastact(s)).flatten(1))

@@ -15,6 +15,8 @@ here), so the weights of one op can be copied between the two.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -47,8 +49,26 @@ class NB201SearchCell(nn.Module):
         return torch.cat([states[n] for n in self.spec.concat], dim=1)
 
 
-def stage_channels(channels: int) -> tuple[int, int, int]:
-    return channels, 2 * channels, 4 * channels
+def build_network(net: nn.Module, in_channels: int, num_classes: int, channels: int,
+                  cells_per_stage: int, make_cell: Callable[[int], nn.Module]) -> None:
+    """The benchmark's network around its cells, on ``net``: stem (conv 3x3 + BN), three stages
+    of ``make_cell(C)`` at C, 2C, 4C joined by residual blocks, BN-ReLU, global average pool and
+    a linear classifier. One builder for the search and the evaluation network, so the supernet
+    under a one-hot weighting stays the evaluation network of that cell."""
+    net.stem = nn.Sequential(
+        nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+    )
+    net.cells = nn.ModuleList()
+    c_prev = channels
+    for stage, c in enumerate((channels, 2 * channels, 4 * channels)):
+        if stage:
+            net.cells.append(ResidualBlock(c_prev, c))
+        net.cells.extend(make_cell(c) for _ in range(cells_per_stage))
+        c_prev = c
+    net.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=False))
+    net.pool = nn.AdaptiveAvgPool2d(1)
+    net.classifier = nn.Linear(c_prev, num_classes)
 
 
 class NB201SearchNet(nn.Module):
@@ -72,20 +92,8 @@ class NB201SearchNet(nn.Module):
                             f"{cells_per_stage} cells per stage",
                             "use channels >= 1 and at least one cell per stage")
         spec = space.cells[CELL]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
-        self.cells = nn.ModuleList()
-        c_prev = channels
-        for stage, c in enumerate(stage_channels(channels)):
-            if stage:
-                self.cells.append(ResidualBlock(c_prev, c))
-            self.cells.extend(NB201SearchCell(spec, c) for _ in range(cells_per_stage))
-            c_prev = c
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=False))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
+        build_network(self, in_channels, num_classes, channels, cells_per_stage,
+                      lambda c: NB201SearchCell(spec, c))
 
     def forward(self, x: torch.Tensor, weighting: Weighting) -> torch.Tensor:
         w = weighting[CELL]
