@@ -138,6 +138,42 @@ def test_probed_ops_are_computed_from_the_shared_relu():
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_probes_in_architecture_steps_run_as_flat_torch_calls(fmt, monkeypatch):
+    """With the BNs frozen (every architecture step), conv ops are probed without their module
+    calls; the value is the plain ⟨g, op(x)⟩, the op's modules are never called, and no
+    running statistic moves. Includes stride 2, where the slice of ``g`` is not dense."""
+    from nasp.ops import OPS, _AfterReLU
+    from nasp.supernet.freeze import batch_norms, frozen_batch_stats
+    from nasp.supernet.probe import ProbeGrad, ProbeInput
+
+    def no_module_calls(self, r):
+        raise AssertionError("a frozen probe went through the op's modules")
+
+    x = batch((3, 4, 8, 8), fmt)
+    for stride in (1, 2):
+        g_full = batch((3, 8, 8 // stride, 8 // stride), fmt, seed=2)
+        g = ProbeGrad(g_full[:, 2:6])  # a channel slice, as the cell's concatenation gives
+        for name in OPS:
+            torch.manual_seed(0)
+            op = make_op(name, 4, stride, affine=False).double().to(memory_format=fmt)
+            if not isinstance(op, _AfterReLU):
+                continue
+            torch.manual_seed(0)
+            ref = make_op(name, 4, stride, affine=False).double()
+            before = [b.clone() for b in op.buffers()]
+            monkeypatch.setattr(type(op), "from_relu", no_module_calls)
+            with torch.no_grad(), frozen_batch_stats(batch_norms(op)):
+                inp = ProbeInput(x)
+                inp.users = 1
+                got = op.probe(inp, g)
+            monkeypatch.undo()
+            with torch.no_grad(), frozen_batch_stats(batch_norms(ref)):
+                want = (g.g * ref(x)).sum()
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=name)
+            assert all(torch.equal(a, b) for a, b in zip(before, op.buffers())), name
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_evaluation_fast_paths_equal_layer_by_layer(fmt):
     """BN folded into the convolution before it, FactorizedReduce as one convolution: the
     same outputs as running every torch module, with non-trivial BN statistics and affines."""

@@ -29,11 +29,12 @@ def frozen_batch_stats(layers: list[nn.modules.batchnorm._BatchNorm]) -> Iterato
 
     With ``track_running_stats`` off, a training-mode BN passes no running buffers to the
     kernel: it normalises with the batch and writes nothing. Toggling the flag costs a few
-    microseconds per step, far less than saving and restoring every buffer."""
+    microseconds per step, far less than saving and restoring every buffer (set in the
+    instance dict: a plain attribute, and ``Module.__setattr__`` costs ~2 µs x 1,400 layers)."""
     for m in layers:
-        m.track_running_stats = False
+        m.__dict__["track_running_stats"] = False
     try:
         yield
     finally:
         for m in layers:
-            m.track_running_stats = True
+            m.__dict__["track_running_stats"] = True

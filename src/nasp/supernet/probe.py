@@ -31,7 +31,7 @@ def _flat(t: torch.Tensor) -> torch.Tensor | None:
     if t.is_contiguous():
         return t.view(-1)
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
-        return t.permute(0, 2, 3, 1).reshape(-1)  # a view: this order is the memory order
+        return t.as_strided((t.numel(),), (1,))  # dense: memory order is a 1-D view
     return None
 
 
@@ -76,24 +76,27 @@ class ProbeInput:
 class ProbeGrad:
     """∂L/∂s of the node being probed. It usually arrives as a channel slice of the cell
     output's gradient (the backward of the concatenation), which is dense in no layout; the
-    first probe makes a dense copy in its output's layout, and every later one reuses it."""
+    first probe makes a dense copy in its output's layout, and every later one reuses it (as a
+    1-D view, so each probe's inner product is one ``torch.dot``)."""
 
-    __slots__ = ("g", "_dense")
+    __slots__ = ("g", "_flat")
 
     def __init__(self, g: torch.Tensor) -> None:
         self.g = g
-        self._dense: dict[tuple, torch.Tensor] = {}
+        self._flat: dict[tuple, torch.Tensor] = {}
 
     def dot(self, y: torch.Tensor) -> torch.Tensor:
-        g = self.g
-        if g.stride() != y.stride() and g.shape == y.shape and _flat(y) is not None:
-            key = y.stride()
-            dense = self._dense.get(key)
-            if dense is None:
+        key = (y.shape, y.stride(), y.dtype)
+        flat_g = self._flat.get(key)
+        if flat_g is None:
+            g = self.g
+            if y.shape != g.shape or y.dtype != g.dtype or _flat(y) is None:
+                return dot(g, y)
+            if g.stride() != y.stride():
                 fmt = torch.channels_last if not y.is_contiguous() else torch.contiguous_format
-                dense = self._dense[key] = g.contiguous(memory_format=fmt)
-            g = dense
-        return dot(g, y)
+                g = g.contiguous(memory_format=fmt)
+            flat_g = self._flat[key] = _flat(g)
+        return torch.dot(flat_g, _flat(y))  # type: ignore[arg-type]
 
 
 def probe_op(op: nn.Module, inp: ProbeInput, grad: ProbeGrad) -> torch.Tensor:
