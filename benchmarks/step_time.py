@@ -231,6 +231,8 @@ def worker(args: argparse.Namespace) -> dict:
     out["total"] = out["arch"] + out["forward"] + out["backward"]
     out["cpu_total"] = out["cpu_arch"] + out["cpu_forward"] + out["cpu_backward"]
     out["peak_mem_mb"] = peak - base
+    out["tensor_mem_mb"] = out["peak_mem_mb"] if device.type == "cuda" else peak_tensor_mb(
+        lambda: iteration(None))
     out["device"] = str(device)
     out["memory_format"] = str(fmt).removeprefix("torch.")
     if corpus_note:
@@ -251,6 +253,26 @@ def worker(args: argparse.Namespace) -> dict:
                     f"{profile_tables(prof)}\n")
         out["profile"] = {"path": path, "top": compact_top(prof)}
     return out
+
+
+def peak_tensor_mb(run) -> float:
+    """Peak growth of the bytes held by live CPU tensors while ``run()`` runs, from the
+    allocations and frees torch.profiler records (one extra, untimed iteration).
+
+    RSS (``peak MB``) is what the operating system gives the process: it also counts heap
+    left fragmented by earlier frees, which glibc keeps (``tune_cpu_allocator``). This column is
+    what the tensors need, the CPU counterpart of CUDA's ``max_memory_allocated``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    changes = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events()
+                     if e.self_cpu_memory_usage)
+    live = peak = 0
+    for _, delta in changes:
+        live += delta
+        peak = max(peak, live)
+    return peak / 2**20
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
@@ -314,11 +336,14 @@ def main() -> None:
     for pre, what in (("", "wall"), ("cpu_", "process CPU")):
         print(f"{what} seconds per iteration:")
         print(f"{'strategy':<10}{'arch':>10}{'forward':>10}{'backward':>10}{'total':>10}"
-              f"{'peak MB':>10}")
+              f"{'peak MB':>10}{'tensor MB':>11}")
         for name, r in results.items():
             print(f"{name:<10}{r[pre + 'arch']:>10.3f}{r[pre + 'forward']:>10.3f}"
                   f"{r[pre + 'backward']:>10.3f}{r[pre + 'total']:>10.3f}"
-                  f"{r['peak_mem_mb']:>10.1f}")
+                  f"{r['peak_mem_mb']:>10.1f}{r['tensor_mem_mb']:>11.1f}")
+    if dev.startswith("cpu"):
+        print("peak MB: growth of the process's peak RSS (heap fragmentation included); "
+              "tensor MB: peak growth of live tensor bytes in one iteration")
     if "nasp" in results:
         n = results["nasp"]
         for other in [s for s in results if s != "nasp"]:
@@ -327,7 +352,7 @@ def main() -> None:
                   f"CPU time x{o['cpu_total'] / n['cpu_total']:.2f}, "
                   f"memory x{o['peak_mem_mb'] / max(n['peak_mem_mb'], 1e-9):.2f} "
                   f"(nasp memory = {n['peak_mem_mb'] / max(o['peak_mem_mb'], 1e-9):.2f} of "
-                  f"{other})")
+                  f"{other}; tensors {n['tensor_mem_mb'] / max(o['tensor_mem_mb'], 1e-9):.2f})")
     for name, r in results.items():
         if "profile" in r:  # the compact top ten; the file holds torch's full tables too
             print(f"{name} ({r['profile']['path']}): {r['profile']['top']}")
