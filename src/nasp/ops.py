@@ -153,76 +153,6 @@ def conv_bn_eval(weight: torch.Tensor, bn: nn.BatchNorm2d, x: torch.Tensor,
     return F.conv2d(x, w, shift.to(weight.dtype), stride, padding, dilation, groups)
 
 
-# --- batch normalisation ---------------------------------------------------------------------
-
-class _NormaliseSavingOutput(torch.autograd.Function):
-    """Training-mode BN without affine that keeps its output for backward, not its input.
-
-    Without affine the output is x̂ itself, which is all the backward needs (with the inverse
-    standard deviations): ∂L/∂x = invstd·(g - mean(g) - x̂·mean(g·x̂)). Whoever reads the output
-    for a gradient of its own (DARTS's and ASAP's weighted sums, NASP's product with Ā in the
-    architecture step) then shares one tensor with the BN, and the input is freed.
-
-    invstd is a second output (unused in forward passes) so that double backward, which sees
-    x̂ and invstd as functions of x through this node, is exact."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, running_mean: torch.Tensor | None,
-                running_var: torch.Tensor | None, momentum: float,
-                eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        y, _, invstd = torch.native_batch_norm(x, None, None, running_mean, running_var, True,
-                                               momentum, eps)
-        ctx.save_for_backward(y, invstd)
-        ctx.set_materialize_grads(False)
-        return y, invstd
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor | None,
-                 g_invstd: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-        y, invstd = ctx.saved_tensors
-        shape = (1, -1, 1, 1)
-        gx = None
-        if g is not None and torch.is_grad_enabled():  # create_graph: differentiable ops
-            dims = (0, 2, 3)
-            gx = invstd.view(shape) * (g - g.mean(dims, keepdim=True)
-                                       - y * (g * y).mean(dims, keepdim=True))
-        elif g is not None:  # torch's kernel, x̂ as the input (mean 0, invstd 1), invstd as weight
-            gx = torch.ops.aten.native_batch_norm_backward(
-                g.contiguous(memory_format=memory_format_of(y)), y, invstd, None, None,
-                torch.zeros_like(invstd), torch.ones_like(invstd), True, 0.0,
-                [True, False, False])[0]
-        if g_invstd is not None:  # ∂invstd/∂x = -invstd²·x̂/n
-            n = y.numel() // y.shape[1]
-            term = y * (-(invstd * invstd) / n * g_invstd).view(shape)
-            gx = term if gx is None else gx + term
-        return gx, None, None, None, None
-
-
-class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys). Without affine, in
-    training mode with autograd on the CPU, it keeps its output rather than its input for
-    backward (``_NormaliseSavingOutput``). Architecture passes, whose weighted sums keep every
-    op's output for ∂L/∂α (or ∂L/∂Ā), then hold one activation fewer per op: paper-size
-    DARTS step 8,195 -> 6,892 MB peak RSS (benchmarks/step_time.py, one thread). Its backward
-    also gets a dense gradient in the output's layout (a copy where needed): torch's kernel is
-    13x slower on a channel slice of a channels-last gradient."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and not self.affine and x.device.type == "cpu" and x.dim() == 4
-                and torch.is_grad_enabled() and x.requires_grad and fast_paths()):
-            return super().forward(x)
-        momentum = 0.0 if self.momentum is None else self.momentum
-        update = self.track_running_stats and self.running_mean is not None
-        if update and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative average, as nn.BatchNorm2d
-                momentum = 1.0 / float(self.num_batches_tracked)
-        y, _ = _NormaliseSavingOutput.apply(x, self.running_mean if update else None,
-                                            self.running_var if update else None, momentum,
-                                            self.eps)
-        return y
-
-
 # --- depthwise convolution ------------------------------------------------------------------
 
 def _dw_grad_input(g: torch.Tensor, w: torch.Tensor, size: tuple[int, int],
@@ -358,7 +288,7 @@ class ReLUConvBN(_AfterReLU):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            BatchNorm2d(c_out, affine=affine),
+            nn.BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -379,7 +309,7 @@ class DilConv(_AfterReLU):
             nn.ReLU(inplace=False),
             DepthwiseConv2d(c_in, kernel, stride, padding, dilation),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            BatchNorm2d(c_out, affine=affine),
+            nn.BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -410,7 +340,7 @@ class FacConv(_AfterReLU):
             nn.ReLU(inplace=False),
             nn.Conv2d(c, c, (1, kernel), stride=(1, stride), padding=(0, pad), bias=False),
             nn.Conv2d(c, c, (kernel, 1), stride=(stride, 1), padding=(pad, 0), bias=False),
-            BatchNorm2d(c, affine=affine),
+            nn.BatchNorm2d(c, affine=affine),
         )
 
 
@@ -459,7 +389,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.bn = BatchNorm2d(c_out, affine=affine)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.from_relu(self.relu(x))
@@ -596,7 +526,7 @@ class PoolBN(nn.Sequential):
     statistics update, as its BN would."""
 
     def __init__(self, pool: nn.Module, c: int) -> None:
-        super().__init__(pool, BatchNorm2d(c, affine=False))
+        super().__init__(pool, nn.BatchNorm2d(c, affine=False))
 
     def probe(self, inp: Any, grad: Any) -> torch.Tensor:
         pool, bn = self[0], self[1]
