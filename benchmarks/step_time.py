@@ -11,6 +11,11 @@ Table 6 reports. Usage:
     python benchmarks/step_time.py --channels 8 --layers 5 --batch-size 32 --steps 2   # smaller
     python benchmarks/step_time.py --threads 1 --profile prof/   # + torch.profiler tables
 
+Memory, two columns: ``peak MB`` is the growth of the process's peak RSS (on CUDA, of
+``max_memory_allocated``); ``tensor MB`` is the peak growth of live tensor bytes over one more,
+untimed iteration, from torch.profiler's allocation records (on CUDA the same figure as
+``peak MB``). On the CPU the two differ by the heap glibc keeps fragmented.
+
 ``--memory-format`` (default ``auto``: the device's format, ``nasp.device``) applies to the
 network and the batches, as in ``nasp search``. ``--profile DIR`` runs one more iteration under
 torch.profiler and writes ``DIR/<strategy>.txt``: first the whole iteration's ten most expensive
