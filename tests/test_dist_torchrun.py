@@ -1,0 +1,68 @@
+"""`nasp search` under the real torchrun: two machines (c10d rendezvous) against one.
+
+The other distributed tests fork ranks with torchrun's environment made by hand; this one runs
+the launcher users run. Two torchrun "nodes" with one process each, rendezvousing over c10d on
+localhost, give every process LOCAL_RANK 0: a rank identity, data shard or writer chosen by the
+local rank instead of the global one would make the two runs below differ (or make both nodes
+write the run folder, which its lock refuses).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+import torch.distributed as dist
+
+if not dist.is_available():
+    pytest.skip("needs torch.distributed", allow_module_level=True)
+
+SEARCH = ["search", "--max-train-samples", "256", "--channels", "4", "--layers", "3",
+          "--batch-size", "16", "--max-steps-per-epoch", "3", "--epochs", "2", "--quiet",
+          "--device", "cpu"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(launch: list[str], out: str, cwd) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launch, "-m",
+                             "nasp", *SEARCH, "--out", out], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    try:
+        text, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        text, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish:\n{text[-3000:]}")
+    assert proc.returncode == 0, text[-3000:]
+    return text
+
+
+def test_two_nodes_of_one_process_equal_one_node_of_two(tmp_path):
+    one_node = tmp_path / "one-node"
+    _finish(_torchrun(["--standalone", "--nproc-per-node", "2"], str(one_node), tmp_path))
+
+    two_nodes = tmp_path / "two-nodes"
+    rdzv = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", f"localhost:{_free_port()}", "--rdzv-id", uuid.uuid4().hex[:8]]
+    procs = [_torchrun(rdzv, str(two_nodes), tmp_path) for _ in range(2)]
+    shown = [_finish(p) for p in procs]
+
+    # one process in all prints the result, whichever node got rank 0
+    assert sum("genotype:" in s for s in shown) == 1
+    for name in ("arch.jsonl", "genotype.json"):
+        assert (two_nodes / name).read_bytes() == (one_node / name).read_bytes(), name
+    epochs = [line for line in (two_nodes / "metrics.jsonl").read_text().splitlines() if line]
+    assert len(epochs) == 2  # one writer: epochs 0 and 1, not each twice
