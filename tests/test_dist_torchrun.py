@@ -77,3 +77,28 @@ def test_two_nodes_of_one_process_equal_one_node_of_two(tmp_path, command):
         assert all(torch.equal(a[k], b[k]) for k in a)
     epochs = [line for line in (two_nodes / "metrics.jsonl").read_text().splitlines() if line]
     assert len(epochs) == 2  # one writer: epochs 0 and 1, not each twice
+
+
+def test_a_compare_plan_line_runs_under_torchrun_and_is_tabulated(tmp_path, capsys):
+    """`nasp compare --plan --launch 'torchrun ...'`: each line (search, then its scoring run)
+    is a torchrun command a scheduler can run as it is; the same compare then tabulates it."""
+    from nasp.cli import main
+
+    plan, out = tmp_path / "plan.txt", tmp_path / "cmp"
+    launch = f"{sys.executable} -m torch.distributed.run --standalone --nproc-per-node 2 -m nasp"
+    argv = ["compare", "--strategies", "nasp", "--seeds", "0", "--out", str(out), "--data",
+            "fashion-mnist-sample", "--plan", str(plan), "--launch", launch,
+            "--max-train-samples", "128", "--epochs", "1", "--channels", "4", "--layers", "3",
+            "--batch-size", "16", "--score-epochs", "1", "--quiet", "--device", "cpu"]
+    assert main(argv) == 0
+    line, = plan.read_text().splitlines()
+    assert line.count("torch.distributed.run") == 2  # the search and its scoring run
+    done = subprocess.run(["bash", "-c", line], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                          cwd="/", capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for run in (out / "nasp-s0", out / "nasp-s0" / "score"):  # both ran on two ranks
+        assert torch.load(run / "checkpoint.pt", weights_only=False)["world_size"] == 2
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "1 of 1 runs finished" in printed and "| nasp | 1 |" in printed
