@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 
 from dist_util import run_ranks, values
 from nasp.cli import main
@@ -24,3 +25,38 @@ def test_only_rank_0_prints_the_genotype_and_the_run_folder(tmp_path):
                              out=str(tmp_path / "run")))
     assert "genotype:" in shown[0] and "run folder:" in shown[0]
     assert shown[1] == ""
+
+
+def _continue(d, outs: dict[int, str], **options) -> tuple[str, dict]:
+    from nasp.api import search_or_continue
+
+    result, how = search_or_continue(progress=False, out=outs[d.rank], **options)
+    return how, result
+
+
+SEARCH = dict(max_train_samples=128, channels=4, layers=3, batch_size=16,
+              max_steps_per_epoch=2, epochs=1, device="cpu")
+
+
+def test_continue_does_what_rank_0_finds_when_the_ranks_see_different_folders(tmp_path):
+    """`search --continue` on machines with node-local disks (or a network filesystem's
+    stale cache): rank 1 does not see the finished run rank 0 sees. Every rank must still
+    reuse it; a rank that started the search instead would wait for the others until the
+    timeout. A run made with other options is refused on every rank alike."""
+    import nasp
+
+    options = SEARCH
+    done = tmp_path / "node0" / "run"
+    nasp.search(out=str(done), progress=False, **options)
+    outs = {0: str(done), 1: str(tmp_path / "node1" / "run")}  # node 1 sees no run there
+    r0, r1 = values(run_ranks(_continue, tmp_path, timeout_s=20.0, join_s=120.0, outs=outs,
+                              **options))
+    assert r0[0] == r1[0] == "reused"
+    assert r0[1] == r1[1] == json.loads((done / "result.json").read_text())
+    assert not (tmp_path / "node1").exists()
+
+    refused = run_ranks(_continue, tmp_path, timeout_s=20.0, join_s=120.0, outs=outs,
+                        **{**options, "epochs": 2})
+    assert [r.get("error") for r in refused] == ["NaspError", "NaspError"]
+    assert refused[0]["message"] == refused[1]["message"]
+    assert "made with other options" in refused[1]["message"]

@@ -50,18 +50,35 @@ def search_or_continue(config: str | os.PathLike | None = None, progress: bool =
     reused, an interrupted one resumed, a missing one started. A run made with other options
     is refused. Returns its result.json and what was done ("reused", "resumed" or "ran"); what
     ``nasp compare`` and a scheduler re-running a job need."""
-    from nasp.run_folder import read_json
+    from nasp.distributed import Dist, init_distributed, launched_together
 
     cfg = resolve(SearchConfig, options, config)
     out = Path(cfg.out or cfg.default_out())
+    # several processes (torchrun): rank 0 looks at the folder and every rank does what it
+    # found (Dist.from_main); the search below reuses this process group
+    with (init_distributed(cfg.device, timeout_s=cfg.dist_timeout) if launched_together()
+          else Dist()) as d:
+        how, result = d.from_main(lambda: _state_of(out, cfg))
+        if how == "reused":
+            return result, how
+        if how == "resumed":
+            return resume(out, progress=progress, command="search").result, how
+        # nothing to continue (at most a config.json of a run that died before its first epoch)
+        options = {**options, "out": str(out)}
+        return search(config=config, overwrite=True, progress=progress, **options).result, how
+
+
+def _state_of(out: Path, cfg: SearchConfig) -> tuple[str, dict[str, Any] | None]:
+    """What ``search_or_continue`` does with folder ``out``: "reused" (with its result),
+    "resumed" or "ran"."""
+    from nasp.run_folder import read_json
+
     if (out / "result.json").exists() or (out / "checkpoint.pt").exists():
         check_same_run(out, cfg)
         if (out / "result.json").exists():
-            return read_json(out / "result.json"), "reused"
-        return resume(out, progress=progress, command="search").result, "resumed"
-    # nothing to continue (at most a config.json of a run that died before its first epoch)
-    options = {**options, "out": str(out)}
-    return search(config=config, overwrite=True, progress=progress, **options).result, "ran"
+            return "reused", read_json(out / "result.json")
+        return "resumed", None
+    return "ran", None
 
 
 # config keys that may differ between a saved run and the same run asked for again

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -31,6 +32,7 @@ from nasp.device import resolve_device
 from nasp.errors import NaspError
 
 DEFAULT_TIMEOUT_S = 600.0
+T = TypeVar("T")
 
 
 class RankFailure(NaspError):
@@ -182,6 +184,27 @@ class Dist:
             return failed
         flag = torch.tensor(float(failed), device=self.device)
         return bool(self.sum_metrics({"failed": flag})["failed"] > 0)
+
+    def from_main(self, make: Callable[[], T]) -> T:
+        """``make()`` run on rank 0 only, and its value on every rank; a ``NaspError`` it
+        raises is raised on every rank. For decisions the ranks must agree on but might see
+        differently: the files of a run folder look different from machines with node-local
+        disks, or through a network filesystem's stale cache, and ranks that chose
+        differently (one reusing a finished run, another starting it) would wait for each
+        other until the timeout. ``make``'s value must pickle (it crosses the gloo group)."""
+        if not self.enabled:
+            return make()
+        box: list[Any] = [None]
+        if self.rank == 0:
+            try:
+                box[0] = ("value", make())
+            except NaspError as e:
+                box[0] = ("error", e.message, e.hint)
+        with self._guard("broadcast"):
+            dist.broadcast_object_list(box, src=self._src, group=self._side)
+        if box[0][0] == "error":
+            raise NaspError(box[0][1], box[0][2])
+        return box[0][1]
 
     def barrier(self) -> None:
         """Wait for every rank; a rank missing after the timeout is named."""
@@ -346,6 +369,17 @@ def init_distributed(device: str | torch.device = "auto", *,
                             timeout=timedelta(seconds=timeout_s))
     return Dist(rank, world, dev, local_rank=local_rank, group=None, backend=backend,
                 timeout_s=timeout_s, owns_group=True)
+
+
+def launched_together() -> bool:
+    """Whether this process is one of several: under torchrun with WORLD_SIZE > 1, or inside
+    a process group the caller made."""
+    if dist.is_available() and dist.is_initialized():
+        return True
+    try:
+        return (_env_int("WORLD_SIZE") or 1) > 1
+    except NaspError:  # a malformed WORLD_SIZE: init_distributed reports it
+        return True
 
 
 def is_main_process() -> bool:
