@@ -60,3 +60,30 @@ def test_continue_does_what_rank_0_finds_when_the_ranks_see_different_folders(tm
     assert [r.get("error") for r in refused] == ["NaspError", "NaspError"]
     assert refused[0]["message"] == refused[1]["message"]
     assert "made with other options" in refused[1]["message"]
+
+
+def _search_to(d, outs: dict[int, str], **options) -> str:
+    import nasp
+
+    return str(nasp.search(out=outs[d.rank], progress=False, **options).genotype)
+
+
+def test_a_new_run_is_checked_against_rank_0s_folder_only(tmp_path):
+    """Only rank 0 writes, so only its folder can refuse a new run: an old run in the folder
+    of the same name on another machine's disk (here: rank 1's path) does not stop it, and
+    rank 0's refusal stops every rank with an error rather than a wait."""
+    import nasp
+
+    old = tmp_path / "node1" / "run"
+    nasp.search(out=str(old), progress=False, **SEARCH)  # a leftover on "node 1"
+    outs = {0: str(tmp_path / "node0" / "run"), 1: str(old)}
+    g0, g1 = values(run_ranks(_search_to, tmp_path, timeout_s=20.0, join_s=120.0, outs=outs,
+                              **SEARCH))
+    assert g0 == g1
+    assert (tmp_path / "node0" / "run" / "result.json").exists()
+
+    outs = {0: str(old), 1: str(tmp_path / "node1" / "other")}  # rank 0's folder holds a run
+    refused = run_ranks(_search_to, tmp_path, timeout_s=20.0, join_s=120.0, outs=outs, **SEARCH)
+    assert refused[0]["error"] == "NaspError" and "already holds a run" in refused[0]["message"]
+    assert refused[1]["error"] == "NaspError"
+    assert "another process of this run failed" in refused[1]["message"]

@@ -300,16 +300,16 @@ class RunFolder:
         locked at once; a new one is only checked here, and created and locked by ``start``
         once everything a user can get wrong has been checked, so a mistake creates nothing.
 
-        ``writer=False`` (every rank of a data-parallel run but rank 0): the same checks, and
-        the checkpoint can be read, but nothing is locked or written."""
+        ``writer=False`` (every rank of a data-parallel run but rank 0): nothing is locked or
+        written, and a new run's folder is not looked at (on another machine it may be another
+        disk's folder of the same name; rank 0's refusal reaches every rank through
+        ``Dist.setup``); a resumed run's checkpoint must be readable."""
         if not writer:
             p = Path(path)
             if resume and not (p / "checkpoint.pt").is_file():
                 raise NaspError(f"{p} has no checkpoint this process can read",
                                 "resume a folder whose checkpoint every rank can read (a "
                                 "shared filesystem when the ranks are on several machines)")
-            if not resume:
-                cls.check_new(p, overwrite)
             return cls(p, resumed=resume, writer=False)
         if resume:
             return cls.resume(path, command)
