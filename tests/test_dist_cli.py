@@ -87,3 +87,19 @@ def test_a_new_run_is_checked_against_rank_0s_folder_only(tmp_path):
     assert refused[0]["error"] == "NaspError" and "already holds a run" in refused[0]["message"]
     assert refused[1]["error"] == "NaspError"
     assert "another process of this run failed" in refused[1]["message"]
+
+
+def _decide(d, fail: str) -> int:
+    def make() -> int:
+        if fail == "os":
+            raise OSError("disk gone")
+        return 40 + d.rank + 2  # rank 0's value, 42, is what every rank gets
+
+    return d.from_main(make)
+
+
+def test_from_main_gives_rank_0s_value_and_failure_to_every_rank(tmp_path):
+    assert values(run_ranks(_decide, tmp_path, fail="")) == [42, 42]
+    r0, r1 = run_ranks(_decide, tmp_path, fail="os")
+    assert r0["error"] == "OSError"  # rank 0 raises its own error, after telling the others
+    assert r1["error"] == "NaspError" and "rank 0 failed: OSError: disk gone" in r1["message"]

@@ -191,17 +191,24 @@ class Dist:
         differently: the files of a run folder look different from machines with node-local
         disks, or through a network filesystem's stale cache, and ranks that chose
         differently (one reusing a finished run, another starting it) would wait for each
-        other until the timeout. ``make``'s value must pickle (it crosses the gloo group)."""
+        other until the timeout. ``make``'s value must pickle (it crosses the gloo group). Any
+        other exception is raised as it is on rank 0 and named on the others."""
         if not self.enabled:
             return make()
         box: list[Any] = [None]
+        failure: BaseException | None = None
         if self.rank == 0:
             try:
                 box[0] = ("value", make())
             except NaspError as e:
-                box[0] = ("error", e.message, e.hint)
+                failure, box[0] = e, ("error", e.message, e.hint)
+            except Exception as e:  # told to the others before it is raised here
+                failure = e
+                box[0] = ("error", f"rank 0 failed: {type(e).__name__}: {e}", "see its error")
         with self._guard("broadcast"):
             dist.broadcast_object_list(box, src=self._src, group=self._side)
+        if failure is not None:
+            raise failure
         if box[0][0] == "error":
             raise NaspError(box[0][1], box[0][2])
         return box[0][1]
