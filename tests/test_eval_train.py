@@ -129,8 +129,9 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     saved = json.loads((run / "result.json").read_text())
     assert saved.keys() == result.keys() and saved["test_acc"] == result["test_acc"]
     for key in ("test_acc", "test_loss", "best_valid_acc", "params_m", "flops_m", "genotype",
-                "epochs", "best_test_acc"):
+                "epochs", "best_test_acc", "environment"):
         assert key in saved, key
+    assert saved["environment"]["device"]["type"] == "cpu"  # where the time was measured
     config = json.loads((run / "config.json").read_text())
     assert config["command"] == "train" and config["task"] == "cnn"
     records = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]

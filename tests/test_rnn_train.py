@@ -87,6 +87,7 @@ def test_train_lm_end_to_end_and_bit_identical_resume(tmp_path):
         assert key in records[0]
     result = json.loads((run / "result.json").read_text())
     assert result["valid_ppl"] > 1 and result["test_ppl"] > 1
+    assert result["environment"]["world_size"] == 1  # where the time was measured
     assert result["params_m"] == pytest.approx(count_lm_params(V2, 33, 8, 8) / 1e6)
 
     assert _train(tmp_path, root, tmp_path / "half", "--epochs", "1") == 0

@@ -124,3 +124,42 @@ def test_html_table_escapes_cells(tmp_path):
     parser = Cells()
     parser.feed(text)
     assert parser.tags.count("tr") == 2 and parser.tags.count("th") == 10
+
+
+def _env(name: str, threads: int = 1, world: int = 1) -> dict:
+    return {"device": {"type": "cpu", "name": name, "threads": threads}, "world_size": world,
+            "torch": "2.13.0", "python": "3.11.7", "nasp": "0.1.0"}
+
+
+def test_the_notes_say_where_times_were_measured_and_when_runs_differ(tmp_path):
+    """A search time means little without its machine: one environment is named under the
+    table; runs from different ones (another CPU, threads, process count) are called out."""
+    same = [make(tmp_path, f"s{i}", strategy=s, seed=0, result={"environment": _env("x86_64")})
+            for i, s in enumerate(("nasp", "darts"))]
+    text = to_markdown(comparison_rows(same))
+    assert "Times and memory measured on: x86_64 (cpu, 1 thread), 1 process, torch 2.13.0" in text
+    assert "different environments" not in text
+
+    mixed = [make(tmp_path, "m0", strategy="nasp", seed=0,
+                  result={"environment": _env("x86_64", threads=2, world=2)}),
+             make(tmp_path, "m1", strategy="darts", seed=0, result={"environment": _env("x86_64")}),
+             make(tmp_path, "m2", strategy="darts", seed=1, result={})]  # an older run: unknown
+    rows = comparison_rows(mixed)
+    text = to_markdown(rows)
+    assert "different environments" in text
+    assert "nasp: x86_64 (cpu, 2 threads), 2 processes" in text
+    assert "darts: not recorded; x86_64 (cpu, 1 thread), 1 process" in text
+    assert rows[1]["environment"].count(";") == 1  # one entry per distinct environment
+
+
+def test_a_search_records_its_environment(tmp_path):
+    import torch
+
+    import nasp
+
+    res = nasp.search(out=False, progress=False, max_train_samples=64, channels=4, layers=3,
+                      batch_size=16, max_steps_per_epoch=1, epochs=1, device="cpu")
+    env = res.result["environment"]
+    assert env["device"]["type"] == "cpu" and env["device"]["threads"] == torch.get_num_threads()
+    assert env["world_size"] == 1 and env["torch"] == torch.__version__
+    assert env["nasp"] == nasp.__version__

@@ -36,7 +36,6 @@ batch (``madds`` is per image). ``cells`` lists the cells (0-based) where a posi
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasp.device import device_info
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
 from nasp.latency import Timing, modules_latency
@@ -134,14 +134,6 @@ def network_layout(space: SearchSpace, input_shape: tuple[int, int, int], num_cl
 def _entry(module: nn.Module, shape: tuple[int, ...], t: Timing) -> dict[str, Any]:
     return {"latency_ms": t.median_s * 1e3, "latency_iqr_ms": t.iqr_s * 1e3,
             "params": _params(module), "madds": _madds(module, shape)}
-
-
-def device_info(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-    return {"type": device.type, "name": name, "threads": torch.get_num_threads()}
 
 
 Item = tuple[dict[str, Any], nn.Module, tuple[int, ...]]

@@ -1,13 +1,15 @@
 """Choosing the training device from a ``--device`` option, with an actionable error, the
-memory format networks and batches use on it, and the process-wide CPU allocator setting the
-language-model runs need."""
+memory format networks and batches use on it, the process-wide CPU allocator setting the
+language-model runs need, and the record of where a run's times were measured."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import platform
 import sys
 from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
@@ -96,3 +98,34 @@ def tune_cpu_allocator() -> None:
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    """What a time measured on ``device`` depends on: its kind, its model, torch's threads."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+    return {"type": device.type, "name": name, "threads": torch.get_num_threads()}
+
+
+def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
+    """Where a run's times and memory were measured (``result.json`` ``environment``): a search
+    time says little without the device, its threads, the number of processes and the
+    releases; ``nasp compare`` names them under its table and says when runs differ."""
+    from nasp import __version__
+
+    return {"device": device_info(device), "world_size": world_size, "torch": torch.__version__,
+            "python": platform.python_version(), "nasp": __version__}
+
+
+def describe_environment(env: dict[str, Any]) -> str:
+    """``environment()`` in one line, for tables."""
+    dev = env.get("device") or {}
+    threads = dev.get("threads")
+    where = f"{dev.get('name') or dev.get('type', '?')} ({dev.get('type', '?')}"
+    if dev.get("type") == "cpu" and threads:
+        where += f", {threads} thread{'s' if threads != 1 else ''}"
+    procs = env.get("world_size", 1)
+    return (f"{where}), {procs} process{'es' if procs != 1 else ''}, torch {env.get('torch')}, "
+            f"nasp {env.get('nasp')}")

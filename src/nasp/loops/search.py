@@ -32,6 +32,7 @@ from tqdm import tqdm
 from nasp.configs import SearchConfig
 from nasp.device import (
     autocast,
+    environment,
     memory_format_name,
     resolve_amp,
     resolve_memory_format,
@@ -275,7 +276,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
             break
 
     metrics = history["metrics.jsonl"]
-    result = search_result(strategy, task, metrics, cfg, wall, totals, device)
+    result = search_result(strategy, task, metrics, cfg, wall, totals, device, d.world_size)
     if folder is not None:
         folder.write_text("genotype.json", format_genotype_json(result["genotype"]))
         folder.write_json("result.json", result)
@@ -285,7 +286,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
 
 def search_result(strategy: Strategy, task: Any, metrics: list[dict[str, Any]],
                   cfg: SearchConfig, wall: float, totals: dict[str, float],
-                  device: torch.device) -> dict[str, Any]:
+                  device: torch.device, world_size: int = 1) -> dict[str, Any]:
     """result.json of a search: the genotype, and metrics named for the network they measure.
 
     ``search_*`` are the per-epoch validation metrics of the epoch ``genotype_epoch`` names
@@ -299,7 +300,7 @@ def search_result(strategy: Strategy, task: Any, metrics: list[dict[str, Any]],
         "genotype": geno.to_dict(), "strategy": strategy.name, "space": cfg.space,
         "epochs": metrics[-1]["epoch"] + 1 if metrics else 0, "search_time_s": wall, **totals,
         "peak_mem_mb": peak_memory_mb(device), "search_network": strategy.network,
-        "search_epoch": record.get("epoch")}
+        "search_epoch": record.get("epoch"), "environment": environment(device, world_size)}
     for key, value in record.items():
         if key.startswith(("valid_", "test_")):
             result[f"search_{key}"] = value

@@ -28,6 +28,7 @@ from nasp.configs import TrainConfig
 from nasp.data import DeviceLoader, ImageDataset, load_image_dataset, split_indices
 from nasp.device import (
     autocast,
+    environment,
     memory_format_name,
     resolve_amp,
     resolve_memory_format,
@@ -309,7 +310,8 @@ def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bo
         "test_acc": test["acc"], "test_loss": test["loss"], "best_valid_acc": best["valid_acc"],
         "best_epoch": best["epoch"], "params_m": run.params_m, "flops_m": run.flops_m,
         "genotype": run.genotype.to_dict(), "epochs": cfg.epochs, "train_time_s": wall,
-        "data": cfg.data, "seed": cfg.seed, "peak_mem_mb": peak_memory_mb(device)}
+        "data": cfg.data, "seed": cfg.seed, "peak_mem_mb": peak_memory_mb(device),
+        "environment": environment(device, d.world_size)}
     if data.has_valid and best["epoch"] >= 0:
         # a checkpoint chosen on held-out data may be tested honestly; one chosen on the test
         # set (valid_portion 0) may not, so only the final weights' accuracy is reported then

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from nasp.configs import LMTrainConfig
 from nasp.data.text import Corpus, batchify, get_batch, load_corpus
-from nasp.device import tune_cpu_allocator
+from nasp.device import environment, tune_cpu_allocator
 from nasp.distributed import Dist, check_resume_world, init_distributed
 from nasp.errors import NaspError
 from nasp.export.record import LM_DROPOUTS, lm_record
@@ -303,7 +303,8 @@ def _train(cfg: LMTrainConfig, folder: RunFolder, ckpt: dict[str, Any] | None,
               "test_loss": test_loss, "test_ppl": perplexity(test_loss),
               "best_epoch": state.best_epoch, "epochs": state.epoch,
               "params_m": count_lm_params(genotype, corpus.ntokens, cfg.emsize, cfg.nhid) / 1e6,
-              "train_time_s": state.wall_time, "genotype": genotype.to_dict()}
+              "train_time_s": state.wall_time, "genotype": genotype.to_dict(),
+              "environment": environment(device, d.world_size)}
     folder.write_json("result.json", result)
     if progress:
         tqdm.write(f"valid ppl {result['valid_ppl']:.2f}, test ppl {result['test_ppl']:.2f}, "

@@ -39,7 +39,7 @@ FIELDS = (
     "nb201_cifar10_mean", "nb201_cifar10_std", "nb201_cifar100_mean", "nb201_cifar100_std",
     "nb201_imagenet16_mean", "nb201_imagenet16_std",
     "params_m", "search_time_s", "time_arch_s", "time_forward_s", "time_backward_s",
-    "peak_mem_mb",
+    "peak_mem_mb", "environment",
 )
 # NAS-Bench-201's ground truth of the final cell (result.json, percent): column -> header
 GROUND_TRUTH = {"cifar10": "NB201 CIFAR-10 (%)", "cifar100": "NB201 CIFAR-100 (%)",
@@ -120,6 +120,7 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             "params_m": _mean([eval_params_m(r) for r in group]),
             "search_time_s": _mean([search_time_s(r) for r in group]),
             "peak_mem_mb": _mean([peak_mem_mb(r) for r in group]),
+            "environment": "; ".join(sorted({environment_of(r) for r in group})),
         })
         for phase in PHASES:
             row[f"{phase}_s"] = _mean([phase_time_s(r, phase) for r in group])
@@ -176,11 +177,27 @@ def table_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
     return [h for h, _ in cols], [[fmt(r) for _, fmt in cols] for r in rows]
 
 
+def environment_of(run: Run) -> str:
+    """Where the run's times were measured, in one line (``nasp.device.environment``)."""
+    from nasp.device import describe_environment
+
+    env = run.result.get("environment")
+    return describe_environment(env) if isinstance(env, dict) else "not recorded"
+
+
 def notes(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The splits, and the network each strategy's search-time metric measured."""
+    """The splits, the network each strategy's search-time metric measured, and where the
+    times were measured (said loudly when the runs' environments differ)."""
     out = [SPLITS_NOTE]
     out += [f"{r['strategy']}: search-time metric of {r['search_network']}." for r in rows
             if r.get("search_network")]
+    places = {e for r in rows for e in str(r.get("environment") or "").split("; ") if e}
+    if len(places) == 1:
+        out.append(f"Times and memory measured on: {places.pop()}.")
+    elif places:
+        out.append("Times and memory come from different environments, so they do not compare "
+                   "across rows: " + "; ".join(f"{r['strategy']}: {r['environment']}"
+                                               for r in rows) + ".")
     if any(r.get("nb201_cifar10_mean") is not None for r in rows):
         from nasp.nb201 import best
 
