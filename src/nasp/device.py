@@ -102,11 +102,21 @@ def tune_cpu_allocator() -> None:
 
 def device_info(device: torch.device) -> dict[str, Any]:
     """What a time measured on ``device`` depends on: its kind, its model, torch's threads."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {"type": device.type, "name": name, "threads": torch.get_num_threads()}
+
+
+def _cpu_name() -> str:
+    """The CPU's model ("AMD EPYC 7763 64-Core Processor"), where Linux says it; else what
+    ``platform`` knows (often only the architecture)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
