@@ -124,3 +124,17 @@ def test_compare_plan_writes_runnable_lines_then_tabulates_what_finished(tmp_pat
     # a plan file of other options is refused
     assert main([*argv[:-len(TINY)], *TINY[:-2], "--epochs", "3"]) == 2
     assert "plan made with other options" in capsys.readouterr().err
+
+
+def test_compare_under_torchrun_is_refused_before_anything_is_written(tmp_path, capsys,
+                                                                      monkeypatch):
+    """Under torchrun every rank would run the whole comparison into one folder; the way to
+    run its searches on several ranks is --plan with a torchrun --launch, which it names."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    code = main(["compare", "--strategies", "random", "--seeds", "0",
+                 "--out", str(tmp_path / "cmp"), *TINY])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "not run under torchrun" in err and "--plan FILE --launch 'torchrun" in err
+    assert not (tmp_path / "cmp").exists()

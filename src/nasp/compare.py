@@ -318,8 +318,15 @@ def compare(
     ``launch`` (e.g. ``torchrun --nproc-per-node 8 -m nasp``) and safe to re-run (finished
     work is kept, interrupted work resumed) - for any scheduler (a SLURM job array, GNU
     parallel). With the file, tabulate what has finished and say what has not."""
+    from nasp.distributed import launched_together
     from nasp.strategies import get_strategy
 
+    if launched_together():  # every rank would run the whole comparison into one folder
+        raise NaspError("nasp compare starts the processes of its runs itself; it is not run "
+                        "under torchrun or inside a process group",
+                        "run it alone; for searches on several GPUs or machines add --plan FILE "
+                        "--launch 'torchrun --nproc-per-node N -m nasp' and run FILE's lines "
+                        "(bash FILE, or one scheduler job per line)")
     names = parse_list(strategies, str, "strategies")
     seed_list = parse_list(seeds, int, "seeds")
     for name in names:
