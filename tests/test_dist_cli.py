@@ -45,18 +45,17 @@ def test_continue_does_what_rank_0_finds_when_the_ranks_see_different_folders(tm
     timeout. A run made with other options is refused on every rank alike."""
     import nasp
 
-    options = SEARCH
     done = tmp_path / "node0" / "run"
-    nasp.search(out=str(done), progress=False, **options)
+    nasp.search(out=str(done), progress=False, **SEARCH)
     outs = {0: str(done), 1: str(tmp_path / "node1" / "run")}  # node 1 sees no run there
     r0, r1 = values(run_ranks(_continue, tmp_path, timeout_s=20.0, join_s=120.0, outs=outs,
-                              **options))
+                              **SEARCH))
     assert r0[0] == r1[0] == "reused"
     assert r0[1] == r1[1] == json.loads((done / "result.json").read_text())
     assert not (tmp_path / "node1").exists()
 
     refused = run_ranks(_continue, tmp_path, timeout_s=20.0, join_s=120.0, outs=outs,
-                        **{**options, "epochs": 2})
+                        **{**SEARCH, "epochs": 2})
     assert [r.get("error") for r in refused] == ["NaspError", "NaspError"]
     assert refused[0]["message"] == refused[1]["message"]
     assert "made with other options" in refused[1]["message"]
