@@ -72,8 +72,12 @@ def test_two_ranks_at_global_batch_b_equal_one_rank_at_b(tmp_path, strategy):
     one = _synthetic_search(Dist(), False, **options)
     _assert_same(r0, r1)
     assert one["genotype"] == r0["genotype"]
+    # Adam divides by the gradient's running RMS: where a component of the architecture
+    # gradient is near zero, summing the batch in two shards instead of one changes its rounding
+    # and the step by up to a few 1e-5 (seen on an AVX-512 CPU); a wrong shard moves α by
+    # O(arch_lr) = 5e-2
     for a, b in zip(one["arch"], r0["arch"], strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=5e-4)
     for n, w in one["weights"].items():
         torch.testing.assert_close(r0["weights"][n], w, rtol=1e-4, atol=1e-6)
 
