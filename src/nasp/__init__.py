@@ -6,6 +6,9 @@ __version__ = "0.1.0"
 from nasp.errors import NaspError  # noqa: E402
 
 _API = ("search", "resume", "train", "search_or_continue")
+# your own model as the search space: choices in any nn.Module, and its fixed network
+_CHOICES = {"Choice": "nasp.supernet.choices", "InputChoice": "nasp.supernet.choices",
+            "fix": "nasp.models.fixed"}
 
 
 def __getattr__(name: str):
@@ -18,7 +21,15 @@ def __getattr__(name: str):
         from nasp.export.load import load
 
         return load
+    if name in _CHOICES:
+        import importlib
+
+        return getattr(importlib.import_module(_CHOICES[name]), name)
+    if name == "choices":  # nasp.choices.use(model, arch)
+        import importlib
+
+        return importlib.import_module("nasp.supernet.choices")
     raise AttributeError(name)
 
 
-__all__ = ["NaspError", "__version__", "load", *_API]
+__all__ = ["NaspError", "__version__", "load", *_API, *_CHOICES]

@@ -13,8 +13,11 @@ Options are the fields of ``nasp.configs.SearchConfig``, ``TrainConfig`` (``task
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from nasp.configs import (
     LMTrainConfig,
@@ -33,15 +36,56 @@ TRAIN_CONFIGS = {"cnn": TrainConfig, "lm": LMTrainConfig}
 
 
 def search(config: str | os.PathLike | None = None, overwrite: bool = False,
-           progress: bool = True, **options: Any) -> SearchResult:
+           progress: bool = True, *, model: nn.Module | None = None,
+           train: Iterable[Any] | None = None, valid: Iterable[Any] | None = None,
+           loss: Callable[[nn.Module, Any], Any] | None = None,
+           metrics: Callable[[nn.Module, Any], Any] | None = None,
+           **options: Any) -> SearchResult:
     """Resolve options and run a search. ``out`` names the run folder (default
-    runs/<strategy>-<space>-<data>-s<seed>); ``out=False`` keeps everything in memory."""
+    runs/<strategy>-<space>-<data>-s<seed>); ``out=False`` keeps everything in memory.
+
+    Your own model: ``model`` (an ``nn.Module`` holding ``nasp.Choice`` / ``nasp.InputChoice``),
+    ``train`` and ``valid`` (iterables of batches, e.g. DataLoaders: weights learn on one,
+    the architecture on the other), ``loss(model, batch) -> scalar tensor`` and optionally
+    ``metrics(model, batch) -> {name: scalar tensor}`` (averaged over ``valid`` each epoch).
+    The model is trained in place; ``result.arch`` is the architecture found (a plain dict,
+    also ``arch.json`` in the run folder) and ``nasp.fix(model, result.arch)`` the network.
+    Every strategy and option of the image search applies (``strategy``, ``epochs``, ``seed``,
+    ``lr``, ``arch_lr``, ``lambda_cost``, ``device``, ...)."""
     write = options.pop("out", None)
+    factory = _model_task(model, train, valid, loss, metrics, options)
     cfg = resolve(SearchConfig, options, config)
     if write is False:
-        return run_search(cfg, None, progress=progress)
+        return run_search(cfg, None, progress=progress, task_factory=factory)
     cfg.out = str(write or cfg.default_out())
-    return run_search(cfg, cfg.out, overwrite=overwrite, progress=progress)
+    return run_search(cfg, cfg.out, overwrite=overwrite, progress=progress,
+                      task_factory=factory)
+
+
+def _model_task(model: nn.Module | None, train: Any, valid: Any, loss: Any, metrics: Any,
+                options: dict[str, Any]) -> Any:
+    """The task factory of a search on a user's model and batches (``None`` without one);
+    sets the options that say so (task ``model``)."""
+    given = {k: v is not None for k, v in
+             (("model", model), ("train", train), ("valid", valid), ("loss", loss))}
+    if not any(given.values()) and metrics is None:
+        return None
+    missing = [k for k, v in given.items() if not v]
+    if missing:
+        raise NaspError(f"a search of your own model needs {', '.join(missing)} too",
+                        "pass model=, train=, valid= and loss= together (or search nasp's "
+                        "image data with space='FILE.py:FUNCTION')")
+    for key, value in (("task", "model"), ("space", "model"), ("data", "python")):
+        if options.get(key, value) != value:
+            raise NaspError(f"{key}={options[key]!r} does not go with model=",
+                            f"leave {key} out: a search of model= runs on your own batches")
+        options[key] = value
+    from nasp.tasks.model import ModelSearchTask
+
+    def factory(cfg: SearchConfig, device: Any, dist: Any) -> ModelSearchTask:
+        return ModelSearchTask(cfg, device, dist, model, train, valid, loss, metrics)
+
+    return factory
 
 
 def search_or_continue(config: str | os.PathLike | None = None, progress: bool = True,
@@ -121,19 +165,36 @@ def train(task: str = "cnn", config: str | os.PathLike | None = None, overwrite:
 
 
 def resume(run_dir: str | os.PathLike, progress: bool = True, *, command: str | None = None,
-           config: str | os.PathLike | None = None, **options: Any) -> Any:
+           config: str | os.PathLike | None = None, model: nn.Module | None = None,
+           train: Iterable[Any] | None = None, valid: Iterable[Any] | None = None,
+           loss: Callable[[nn.Module, Any], Any] | None = None,
+           metrics: Callable[[nn.Module, Any], Any] | None = None, **options: Any) -> Any:
     """Continue an interrupted search or training run from its last checkpoint. Options that
     cannot change finished epochs (device, log_every, data_root; an LM run's epochs) may be
     given; others are refused by name. ``command`` ("search" or "train") refuses a folder of
-    the other kind, naming the command that resumes it."""
-    kind = run_kind(read_run_config(run_dir))
+    the other kind, naming the command that resumes it. A search of your own model resumes
+    with the same ``model``, ``train``, ``valid``, ``loss`` (and ``metrics``) given again: the
+    run folder holds their state, not their code."""
+    saved = read_run_config(run_dir)
+    kind = run_kind(saved)
     name, task = kind
     if command is not None and name != command:
         raise NaspError(f"{run_dir} is a `nasp {name}` run, not a `nasp {command}` run",
                         f"resume it with `{resume_command(kind, run_dir)}`")
     if name == "search":
+        own = saved.get("task") == "model"
+        probe: dict[str, Any] = {}
+        factory = _model_task(model, train, valid, loss, metrics, probe)
+        if own and factory is None:
+            raise NaspError(f"{run_dir} is a search of a model given from Python",
+                            "resume it from Python with the same objects: nasp.resume(run, "
+                            "model=..., train=..., valid=..., loss=...)")
+        if factory is not None and not own:
+            raise NaspError(f"{run_dir} is not a search of a model given from Python",
+                            "resume it without model=, train=, valid=, loss=")
         cfg = resolve_resume(SearchConfig, run_dir, options, config_file=config)
-        return run_search(cfg, Path(run_dir), resume=True, progress=progress)
+        return run_search(cfg, Path(run_dir), resume=True, progress=progress,
+                          task_factory=factory)
     if name == "train" and task in TRAIN_CONFIGS:
         cfg = resolve_resume(TRAIN_CONFIGS[task], run_dir, options, config_file=config)
         return _train_loop(task)(cfg, resume=True, progress=progress)

@@ -324,3 +324,19 @@ def get_genotype(name_or_path: str | os.PathLike, task: str = "cnn") -> Genotype
         raise NaspError(f"unknown genotype {key!r} for task {task!r}",
                         f"pass a genotype.json path, a search run folder, or one of: {names}")
     return Genotype.from_json(key)
+
+
+def resolve_genotype(value: Any, task: str) -> Genotype:
+    """A ``Genotype`` from a dict, a path/run folder or a published name (what ``fixed`` and
+    the Python API accept)."""
+    if isinstance(value, Genotype):
+        value.validate()
+        return value
+    if isinstance(value, dict):
+        return Genotype.from_dict(value, "strategy option 'genotype'")
+    if isinstance(value, str | os.PathLike):
+        return get_genotype(value, task)
+    raise NaspError(f"strategy option 'genotype' has type {type(value).__name__}",
+                    'pass --strategy-options \'{"genotype": ...}\' with a genotype dict, a '
+                    "genotype.json path, a search run folder or a published name (e.g. "
+                    "DARTS_V2)")

@@ -32,11 +32,13 @@ class SearchConfig(RunConfig):
     }
 
     # what to search
-    task: str = opt("cnn", "cnn (image classification) or lm (language model)")
+    task: str = opt("cnn", "cnn (image classification) or lm (language model); model: a "
+                    "model and data from Python (nasp.search(model=...))")
     strategy: str = opt("nasp", "nasp, darts (1st order), darts2 (2nd order), pa, pa-lazy, "
                         "asap, random, fixed")
     space: str = opt("nasp-7", "search space: darts, nasp-7, nasp-12, nb201 (cnn); rnn, "
-                     "rnn-darts (lm)")
+                     "rnn-darts (lm); or your own model with choices: FILE.py:FUNCTION or "
+                     "package.module:FUNCTION, FUNCTION(in_channels, num_classes) returning it")
     data: str = opt("fashion-mnist-sample", "dataset: fashion-mnist-sample (bundled), "
                     "fashion-mnist, mnist, cifar10, cifar100, imagenet16-120, folder, "
                     "tiny-imagenet; ptb, wikitext-2 (lm)")
@@ -129,7 +131,7 @@ class SearchConfig(RunConfig):
 
     def validate(self) -> None:
         checks = common_checks(self) + [
-            (self.task in ("cnn", "lm"), "task", "use --task cnn or --task lm"),
+            (self.task in ("cnn", "lm", "model"), "task", "use --task cnn or --task lm"),
             (0 < self.train_portion < 1, "train_portion", "use a value strictly between 0 "
              "and 1"),
             (self.lr_min >= 0, "lr_min", "use --lr-min 0 or more"),
@@ -140,7 +142,8 @@ class SearchConfig(RunConfig):
              "use --arch-weight-decay 0 or more"),
             (self.lambda_cost >= 0, "lambda_cost", "use --lambda-cost 0 or more"),
             (self.cost in COSTS, "cost", f"use --cost {', '.join(COSTS)}"),
-            (self.cost == "params" or self.cost_table is not None or self.lambda_cost == 0,
+            (self.cost == "params" or self.cost_table is not None or self.lambda_cost == 0
+             or (self.cost == "madds" and self.own_model),  # measured on a sample batch
              "cost", "--cost madds or latency needs --cost-table (made by `nasp profile`)"),
             (self.evaluate_on in SPLITS, "evaluate_on", "use --evaluate-on valid or test"),
             (self.stem_multiplier >= 1, "stem_multiplier", "use --stem-multiplier 1 or more"),
@@ -155,17 +158,38 @@ class SearchConfig(RunConfig):
 
             require_tensorboard()
         from nasp.spaces import get_space
+        from nasp.spaces.model import is_model_ref, load_factory
         from nasp.strategies import get_strategy
 
-        space = get_space(self.space)
         get_strategy(self.strategy)
+        if self.task == "model":  # the model comes from Python, not from --space
+            return
+        if is_model_ref(self.space):
+            if self.task != "cnn":
+                raise NaspError(f"--space {self.space} (your own model) searches images",
+                                "use --task cnn, or search other data from Python: "
+                                "nasp.search(model=..., train=..., valid=..., loss=...)")
+            load_factory(self.space)  # a missing file or function fails now, not after data
+            return
+        space = get_space(self.space)
         if space.task != self.task:
             raise NaspError(f"space {self.space!r} is for task {space.task!r}, not "
                             f"{self.task!r}", f"use --task {space.task} or pick a {self.task} "
                             "space")
 
+    @property
+    def own_model(self) -> bool:
+        """Whether the search runs a user's model (``--space FILE.py:FUNCTION`` or a model
+        from Python) rather than a registered space."""
+        from nasp.spaces.model import is_model_ref
+
+        return self.task == "model" or is_model_ref(self.space)
+
     def default_out(self) -> str:
-        return f"runs/{self.strategy}-{self.space}-{self.data}-s{self.seed}"
+        if self.task == "model":
+            return f"runs/{self.strategy}-model-s{self.seed}"
+        space = self.space.rpartition(":")[2]  # FILE.py:FUNCTION -> FUNCTION
+        return f"runs/{self.strategy}-{space}-{self.data}-s{self.seed}"
 
 
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
@@ -191,6 +215,15 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
                                  lr_min=0.001, momentum=0.9, weight_decay=5e-4, grad_clip=5.0,
                                  arch_lr=3e-3, arch_weight_decay=1e-3, channels=8, layers=3,
                                  max_train_samples=3000, train_portion=0.5),
+    # A user's own model and data (nasp.search(model=...)): the weight and architecture
+    # optimizers of the image search; quick has the quick preset's tenfold architecture
+    # learning rate, for searches of a few epochs.
+    ("model", "paper"): dict(epochs=50, lr=0.025, lr_min=0.001, momentum=0.9,
+                             weight_decay=3e-4, grad_clip=5.0, arch_lr=3e-4,
+                             arch_weight_decay=1e-3),
+    ("model", "quick"): dict(epochs=10, lr=0.025, lr_min=0.001, momentum=0.9,
+                             weight_decay=3e-4, grad_clip=5.0, arch_lr=3e-3,
+                             arch_weight_decay=1e-3),
     # REFERENCE.md: the PTB search recipe.
     ("lm", "paper"): dict(space="rnn", data="ptb", epochs=50, batch_size=256, bptt=35, lr=20.0,
                           lr_min=20.0, momentum=0.0, grad_clip=0.25, weight_decay=5e-7,

@@ -40,28 +40,38 @@ from nasp.device import (
 )
 from nasp.distributed import Dist, check_resume_world, init_distributed
 from nasp.errors import NaspError
-from nasp.genotype import Genotype, format_genotype_json
 from nasp.loops.timing import PhaseTimer, peak_memory_mb
 from nasp.run_folder import RunFolder, rng_state, seed_everything, set_rng_state
+from nasp.spaces import SPACES
+from nasp.spaces.model import ModelArch
 from nasp.strategies import ArchContext, Strategy, build_strategy
 from nasp.supernet.freeze import batch_norms, frozen_batch_stats
 from nasp.tasks import build_task, check_batches
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
+TaskFactory = Callable[[SearchConfig, torch.device, Dist], Any]
 PHASES = ("time_arch", "time_forward", "time_backward")
 
 
 @dataclass
 class SearchResult:
-    """The found genotype, the per-epoch records, the run folder, and the strategy and
-    supernet as they ended (e.g. to inspect the architecture parameters or warm-start)."""
+    """The found genotype (for a user's own model: its arch), the per-epoch records, the run
+    folder, and the strategy and network as they ended (the supernet, or the user's model,
+    trained in place)."""
 
-    genotype: Genotype
+    genotype: Any
     metrics: list[dict[str, Any]]
     run_dir: Path | None
     strategy: Strategy
     result: dict[str, Any]
     model: nn.Module
+
+    @property
+    def arch(self) -> dict[str, Any] | None:
+        """A user model's architecture as a plain dict label -> candidate name (``Choice``) or
+        sorted input indices (``InputChoice``); ``None`` for the built-in spaces (their record
+        is ``genotype``)."""
+        return self.genotype.to_dict() if isinstance(self.genotype, ModelArch) else None
 
 
 def _to_float(sums: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -101,11 +111,14 @@ def run_search(
     overwrite: bool = False,
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
+    task_factory: TaskFactory | None = None,
 ) -> SearchResult:
     """Run (or ``resume``) one search; with ``out`` every record is written to that folder.
+    ``task_factory(cfg, device, dist)`` builds the task instead of ``cfg.task``'s (a user's
+    model and batches from Python).
 
-    Everything a user can get wrong (options, strategy options, data files) is checked before
-    the folder is created or touched."""
+    Everything a user can get wrong (options, strategy options, data files, a user model's
+    choices and loss) is checked before the folder is created or touched."""
     d = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
     folder = None
     try:
@@ -114,7 +127,7 @@ def run_search(
             if out is not None:
                 folder = RunFolder.open(out, resume=resume, overwrite=overwrite,
                                         command="nasp search", writer=d.is_main)
-            run = _setup(cfg, folder, d)
+            run = _setup(cfg, folder, d, task_factory)
         return _loop(cfg, folder, d, run, progress and d.is_main, on_epoch_end)
     finally:
         if folder is not None:
@@ -133,14 +146,21 @@ class _Run:
     ckpt: dict[str, Any] | None
 
 
-def _setup(cfg: SearchConfig, folder: RunFolder | None, d: Dist) -> _Run:
+def _setup(cfg: SearchConfig, folder: RunFolder | None, d: Dist,
+           task_factory: TaskFactory | None = None) -> _Run:
     if d.device.type == "cpu":  # large per-step tensors: see tune_cpu_allocator
         tune_cpu_allocator()
     # the resolved layout is recorded, so a resumed run computes exactly as before
     cfg.memory_format = memory_format_name(resolve_memory_format(d.device, cfg.memory_format))
     seed_everything(cfg.seed)
-    strategy = build_strategy(cfg, d.device)
-    task = build_task(cfg, d.device, d)
+    # a registered space's strategy is built before any data is read (bad options fail at
+    # once); a user model's space and costs come from its task, which builds and checks it
+    builtin = task_factory is None and cfg.space in SPACES
+    strategy = build_strategy(cfg, d.device) if builtin else None
+    task = (task_factory or build_task)(cfg, d.device, d)
+    if strategy is None:
+        costs = task.raw_costs(cfg.cost, cfg.cost_table) if cfg.lambda_cost else None
+        strategy = build_strategy(cfg, d.device, task.space, costs)
     weights = [p for p in task.model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(weights, lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
@@ -269,7 +289,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
                 "wall_time": wall, "totals": totals, "history": history,
                 "world_size": d.world_size},
                 {"metrics.jsonl": record, "arch.jsonl": arch})
-            folder.write_text("genotype.json", format_genotype_json(geno.to_dict()))
+            folder.write_text(_record_file(geno), geno.to_json())
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
         if strategy.finished():
@@ -278,10 +298,15 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
     metrics = history["metrics.jsonl"]
     result = search_result(strategy, task, metrics, cfg, wall, totals, device, d.world_size)
     if folder is not None:
-        folder.write_text("genotype.json", format_genotype_json(result["genotype"]))
+        folder.write_text(_record_file(strategy.genotype()), strategy.genotype().to_json())
         folder.write_json("result.json", result)
     return SearchResult(strategy.genotype(), metrics, folder.path if folder else None, strategy,
                         result, model)
+
+
+def _record_file(record: Any) -> str:
+    """genotype.json, or the file of a space's own record (a user model's arch.json)."""
+    return getattr(record, "FILE", "genotype.json")
 
 
 def search_result(strategy: Strategy, task: Any, metrics: list[dict[str, Any]],
@@ -297,7 +322,8 @@ def search_result(strategy: Strategy, task: Any, metrics: list[dict[str, Any]],
     chosen = strategy.genotype_epoch()
     record = next((m for m in metrics if m["epoch"] == chosen), metrics[-1] if metrics else {})
     result: dict[str, Any] = {
-        "genotype": geno.to_dict(), "strategy": strategy.name, "space": cfg.space,
+        getattr(geno, "KEY", "genotype"): geno.to_dict(), "strategy": strategy.name,
+        "space": cfg.space,
         "epochs": metrics[-1]["epoch"] + 1 if metrics else 0, "search_time_s": wall, **totals,
         "peak_mem_mb": peak_memory_mb(device), "search_network": strategy.network,
         "search_epoch": record.get("epoch"), "environment": environment(device, world_size)}

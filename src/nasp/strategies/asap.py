@@ -37,10 +37,9 @@ from typing import Any, ClassVar
 import torch
 
 from nasp.errors import NaspError
-from nasp.genotype import Genotype
 from nasp.strategies.arch_params import ArchParams
-from nasp.strategies.base import ArchContext, Strategy, StrategySetup, register
-from nasp.strategies.discretize import select, selection_to_genotype, tie_priority
+from nasp.strategies.base import ArchContext, Strategy, StrategySetup, arch_grad, register
+from nasp.strategies.discretize import select, tie_priority, to_record
 from nasp.supernet.weighting import CellWeighting, Weighting, masked_plan
 
 # option -> (check, rule shown when it fails)
@@ -121,8 +120,7 @@ class ASAP(Strategy):
         mix = self._mix(alpha)
         loss = ctx.loss(val_batch, self._weighting(mix))
         penalty = self.arch.penalty(mix)
-        grads = list(torch.autograd.grad(loss if penalty is None else loss + penalty,
-                                         list(alpha.values())))
+        grads = arch_grad(loss if penalty is None else loss + penalty, list(alpha.values()))
         ctx.reduce(grads)
         self.arch.step(grads)
         self.prune()
@@ -155,7 +153,7 @@ class ASAP(Strategy):
         return all(bool((a.sum(dim=1) == 1).all()) for a in self.alive.values())
 
     # --- result -----------------------------------------------------------------------------
-    def genotype(self) -> Genotype:
+    def genotype(self) -> Any:
         sel = {}
         for name, cell in self.cells.items():
             probs = self.arch[name].detach().float().softmax(dim=-1).cpu()
@@ -163,7 +161,7 @@ class ASAP(Strategy):
             # is its strongest survivor (softmax is monotone in α), its strength the DARTS rank
             values = (probs - 2.0 * (~self.alive[name]).float()).numpy()
             sel[name] = select(values, cell, self.priority[name])
-        return selection_to_genotype(sel, self.cells)
+        return to_record(sel, self.space)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         mix = self._mix({k: v.detach() for k, v in self.arch.items()})

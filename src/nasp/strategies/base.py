@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from nasp.errors import NaspError
-from nasp.genotype import Genotype
 from nasp.registry import Registry
 from nasp.spaces.base import CellSpec, SearchSpace
 from nasp.supernet.weighting import Weighting
@@ -97,8 +96,9 @@ class Strategy:
     def arch_step(self, ctx: ArchContext, train_batch: Any, val_batch: Any) -> None:
         """One update of the architecture (no-op for strategies that do not learn one)."""
 
-    def genotype(self) -> Genotype:
-        """The discrete architecture this strategy currently stands for."""
+    def genotype(self) -> Any:
+        """The discrete architecture this strategy currently stands for: a ``Genotype`` for the
+        built-in spaces, a user model's arch (``nasp.spaces.model.ModelArch``) for its own."""
         raise NotImplementedError
 
     def eval_weighting(self) -> Weighting:
@@ -159,6 +159,14 @@ class Strategy:
 
     def restored(self) -> None:
         """Recompute derived state after ``load_state_dict``."""
+
+
+def arch_grad(loss: torch.Tensor, leaves: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """∇ of ``loss`` with respect to architecture tensors, zeros for one the loss does not
+    reach: in a user's model a choice may feed only inputs an ``InputChoice`` left out (a cell
+    reaches all its edges, so the built-in spaces never meet this)."""
+    grads = torch.autograd.grad(loss, list(leaves), allow_unused=True)
+    return [torch.zeros_like(a) if g is None else g for a, g in zip(leaves, grads, strict=True)]
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy", "--strategy")

@@ -8,40 +8,50 @@ read: a bad ``--strategy-options`` or cost table fails at once, not after loadin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
 
 from nasp.spaces import get_space
+from nasp.spaces.base import SearchSpace
 from nasp.strategies.base import Strategy, StrategySetup, create_strategy
 
 if TYPE_CHECKING:
     from nasp.configs import SearchConfig
 
 
-def regularizer_costs(cfg: SearchConfig) -> dict[str, torch.Tensor]:
+def regularizer_costs(cfg: SearchConfig, space: SearchSpace | None = None,
+                      raw: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The normalised (edges, ops) costs per cell type of the run's regularizer: without a
     cost table, ``params`` are the release's counts (width 12, the edge's stride; so
     ``--lambda-params`` is exactly ``--cost params --lambda-cost``); with one, each op's cost
-    summed over the evaluation-network positions of its cell type."""
-    from nasp.strategies.regularizer import normalise, param_costs
+    summed over the evaluation-network positions of its cell type. ``raw``: costs measured
+    elsewhere (a user model's candidates, measured by its task)."""
+    from nasp.strategies.regularizer import normalise, normalise_jointly, param_costs
 
     if cfg.lambda_cost == 0:
         return {}
-    space = get_space(cfg.space)
-    if cfg.cost_table is None:
+    space = space or get_space(cfg.space)
+    if raw is None and cfg.cost_table is None:
         raw = {name: param_costs(cell, space.op_registry) for name, cell in space.cells.items()}
-    else:
+    elif raw is None:
         from nasp.costs import cost_matrices, load_table
 
         raw = cost_matrices(load_table(cfg.cost_table), space, cfg.cost)
+    if space.family == "model":  # the model's choices compete for one budget
+        return normalise_jointly(raw)
     return {name: normalise(r) for name, r in raw.items()}
 
 
-def build_strategy(cfg: SearchConfig, device: torch.device | str = "cpu") -> Strategy:
-    """The run's strategy; cheap (no network, no data), so bad options fail before any work."""
-    setup = StrategySetup(space=get_space(cfg.space), device=torch.device(device), seed=cfg.seed,
+def build_strategy(cfg: SearchConfig, device: torch.device | str = "cpu",
+                   space: SearchSpace | None = None,
+                   costs: Mapping[str, torch.Tensor] | None = None) -> Strategy:
+    """The run's strategy; cheap (no network, no data), so bad options fail before any work.
+    ``space``: a space that is no registry entry (a user model's); ``costs``: its raw costs."""
+    space = space or get_space(cfg.space)
+    setup = StrategySetup(space=space, device=torch.device(device), seed=cfg.seed,
                           epochs=cfg.epochs, arch_lr=cfg.arch_lr, arch_betas=cfg.arch_betas,
                           arch_weight_decay=cfg.arch_weight_decay, lambda_cost=cfg.lambda_cost,
-                          costs=regularizer_costs(cfg))
+                          costs=regularizer_costs(cfg, space, costs))
     return create_strategy(cfg.strategy, setup, cfg.strategy_options)

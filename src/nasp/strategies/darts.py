@@ -16,10 +16,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from nasp.genotype import Genotype
 from nasp.strategies.arch_params import ArchParams
-from nasp.strategies.base import ArchContext, Strategy, StrategySetup, register
-from nasp.strategies.discretize import select, selection_to_genotype, tie_priority
+from nasp.strategies.base import ArchContext, Strategy, StrategySetup, arch_grad, register
+from nasp.strategies.discretize import select, tie_priority, to_record
 from nasp.supernet.weighting import CellWeighting, Weighting, dense_plan
 
 
@@ -57,8 +56,7 @@ class DARTS(Strategy):
         if self.second_order:
             grads = self.unrolled_gradient(ctx, train_batch, val_batch, alpha)
         else:
-            grads = list(torch.autograd.grad(self._val_loss(ctx, val_batch, alpha),
-                                             list(alpha.values())))
+            grads = arch_grad(self._val_loss(ctx, val_batch, alpha), list(alpha.values()))
         ctx.reduce(grads)
         self.arch.step(grads)
 
@@ -86,7 +84,8 @@ class DARTS(Strategy):
                     p.copy_(w0 - lr * step)
             grads = torch.autograd.grad(self._val_loss(ctx, val_batch, alpha), alphas + params,
                                         allow_unused=True)
-            d_alpha = list(grads[: len(alphas)])
+            d_alpha = [torch.zeros_like(a) if g is None else g
+                       for a, g in zip(alphas, grads[: len(alphas)])]
             d_w = [torch.zeros_like(p) if g is None else g
                    for p, g in zip(params, grads[len(alphas):])]
             ctx.reduce(d_w)
@@ -97,17 +96,17 @@ class DARTS(Strategy):
                     for p, w0, g in zip(params, original, d_w):
                         p.copy_(w0 + sign * eps * g)
                 loss = ctx.loss(train_batch, self._weighting(alpha))
-                hvp.append(torch.autograd.grad(loss, alphas))
+                hvp.append(arch_grad(loss, alphas))
         finally:
             with torch.no_grad():
                 for p, w in zip(params, original):
                     p.copy_(w)
         return [da - lr * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, *hvp)]
 
-    def genotype(self) -> Genotype:
+    def genotype(self) -> Any:
         sel = {name: select(self.arch[name].detach().softmax(dim=-1).float().cpu().numpy(),
                             cell, self.priority[name]) for name, cell in self.cells.items()}
-        return selection_to_genotype(sel, self.cells)
+        return to_record(sel, self.space)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: {"alpha": a, "softmax": a.softmax(dim=-1)} for name, a in self.arch.items()}

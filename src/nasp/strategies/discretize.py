@@ -18,13 +18,14 @@ Runs on the host: one small copy of A per call, no per-element device work.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
-from nasp.spaces.base import CellSpec
+from nasp.spaces.base import CellSpec, SearchSpace
 
 Selection = tuple[int, ...]
 Priority = tuple[np.ndarray, np.ndarray]  # (edges, ops) op ranks, (edges,) edge ranks
@@ -135,3 +136,32 @@ def genotype_to_selection(genotype: Genotype,
             sel[e] = k
         out[name] = tuple(sel)
     return out
+
+
+# --- records of any space --------------------------------------------------------------------
+# A space may keep its own record of an architecture (a user model's label -> choice dict,
+# ``nasp.spaces.model.ModelSpace``): it then defines ``record``, ``record_edges`` and
+# ``parse_record``. The built-in spaces' record is the genotype.
+
+def to_record(selections: Mapping[str, Selection], space: SearchSpace) -> Any:
+    """The record (a ``Genotype``, or the space's own) of a selection."""
+    own = getattr(space, "record", None)
+    return own(selections) if own is not None else selection_to_genotype(selections, space.cells)
+
+
+def record_edges(record: Any, space: SearchSpace) -> dict[str, list[tuple[int, int]]]:
+    """Per cell type (label), the (edge, op column) pairs a record runs; ``NaspError`` when the
+    record does not fit the space."""
+    own = getattr(space, "record_edges", None)
+    return own(record) if own is not None else genotype_edges(record, space.cells)
+
+
+def parse_record(value: Any, space: SearchSpace) -> Any:
+    """A record of ``space`` from what a user passes: a dict, a file or run folder, a
+    published name (genotypes), or a record."""
+    own = getattr(space, "parse_record", None)
+    if own is not None:
+        return own(value)
+    from nasp.genotype import resolve_genotype
+
+    return resolve_genotype(value, space.task)

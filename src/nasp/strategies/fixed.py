@@ -13,47 +13,38 @@ node on the same input both run and are summed, as in the evaluation network.
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
 import torch
 
 from nasp.errors import NaspError
-from nasp.genotype import Genotype, get_genotype
 from nasp.strategies.base import Strategy, StrategySetup, register
-from nasp.strategies.discretize import genotype_edges
+from nasp.strategies.discretize import parse_record, record_edges
 from nasp.supernet.weighting import RUN, SKIP, CellWeighting, Weighting
 
 _HINT = ('pass --strategy-options \'{"genotype": ...}\' with a genotype dict, a genotype.json '
-         "path, a search run folder or a published name (e.g. DARTS_V2)")
-
-
-def resolve_genotype(value: Any, task: str) -> Genotype:
-    """A ``Genotype`` from a dict, a path/run folder or a published name."""
-    if isinstance(value, Genotype):
-        value.validate()
-        return value
-    if isinstance(value, dict):
-        return Genotype.from_dict(value, "strategy option 'genotype'")
-    if isinstance(value, str | os.PathLike):
-        return get_genotype(value, task)
-    raise NaspError(f"strategy option 'genotype' has type {type(value).__name__}", _HINT)
+         "path, a search run folder or a published name (e.g. DARTS_V2); for your own model "
+         '\'{"arch": ...}\' with an arch dict, an arch.json path or a search run folder')
 
 
 @register("fixed")
 class Fixed(Strategy):
     """Trains one given genotype; ``genotype()`` returns it unchanged."""
 
-    options: ClassVar[dict[str, Any]] = {"genotype": None}
+    # ``arch``: the same for a user model's architecture (a dict, arch.json or run folder)
+    options: ClassVar[dict[str, Any]] = {"genotype": None, "arch": None}
     network = "the given genotype's network, trained from scratch"
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
         super().__init__(setup, **options)
-        if self.opts["genotype"] is None:
-            raise NaspError("strategy fixed needs a genotype", _HINT)
-        self.fixed = resolve_genotype(self.opts["genotype"], self.space.task)
+        given = [self.opts[k] for k in ("genotype", "arch") if self.opts[k] is not None]
+        if len(given) != 1:
+            raise NaspError("strategy fixed needs a genotype (or an arch)"
+                            if not given else "strategy fixed takes genotype or arch, not both",
+                            _HINT)
+        self.fixed = parse_record(given[0], self.space)
         self.plans = {}
-        for name, edges in genotype_edges(self.fixed, self.cells).items():
+        for name, edges in record_edges(self.fixed, self.space).items():
             cell = self.cells[name]
             plan = [[SKIP] * cell.num_ops for _ in range(cell.num_edges)]
             for e, k in edges:
@@ -63,7 +54,7 @@ class Fixed(Strategy):
     def weighting(self) -> Weighting:
         return {name: CellWeighting(None, plan) for name, plan in self.plans.items()}
 
-    def genotype(self) -> Genotype:
+    def genotype(self) -> Any:
         return self.fixed
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:

@@ -22,10 +22,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from nasp.genotype import Genotype
 from nasp.strategies.arch_params import ArchParams
-from nasp.strategies.base import ArchContext, Strategy, StrategySetup, register
-from nasp.strategies.discretize import discretize, selection_to_genotype, tie_priority
+from nasp.strategies.base import ArchContext, Strategy, StrategySetup, arch_grad, register
+from nasp.strategies.discretize import discretize, tie_priority, to_record
 from nasp.supernet.weighting import CellWeighting, Weighting, selection_plan
 
 
@@ -74,8 +73,7 @@ class NASP(Strategy):
         A_bar = {name: b.clone().requires_grad_(True) for name, b in self.A_bar.items()}
         loss = ctx.loss(val_batch, self.arch_weighting(A_bar))
         penalty = self.arch.penalty(A_bar)
-        return list(torch.autograd.grad(loss if penalty is None else loss + penalty,
-                                        list(A_bar.values())))
+        return arch_grad(loss if penalty is None else loss + penalty, list(A_bar.values()))
 
     def arch_step(self, ctx: ArchContext, train_batch: Any, val_batch: Any) -> None:
         grads = self.arch_gradient(ctx, val_batch)
@@ -90,8 +88,8 @@ class NASP(Strategy):
             for _, a in self.arch.items():
                 a.clamp_(0.0, 1.0)
 
-    def genotype(self) -> Genotype:
-        return selection_to_genotype(self.selection, self.cells)
+    def genotype(self) -> Any:
+        return to_record(self.selection, self.space)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: {"A": self.arch[name], "A_bar": self.A_bar[name]} for name in self.cells}

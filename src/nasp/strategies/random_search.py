@@ -7,8 +7,8 @@ every other strategy, running only its own ops (a discrete weighting), from fres
 weights and a fresh learning-rate cosine over its epochs (``start_epoch``), so candidates are
 trained alike. The loop measures each epoch's validation metrics of the candidate (on the
 architecture split); the candidate with the best accuracy at the end of its training (lowest
-perplexity for language models) is the result, and its metrics are the ones result.json reports
-beside the genotype (``genotype_epoch``).
+perplexity for language models, lowest validation loss for a user's own model) is the result,
+and its metrics are the ones result.json reports beside the genotype (``genotype_epoch``).
 
 Budget (``--strategy-options``): ``epochs_per_candidate`` (default max(1, epochs // 5)) and
 ``candidates`` (default epochs // epochs_per_candidate), so the candidates together use the
@@ -27,10 +27,9 @@ import numpy as np
 import torch
 
 from nasp.errors import NaspError
-from nasp.genotype import Genotype
 from nasp.spaces.base import CellSpec
 from nasp.strategies.base import Strategy, StrategySetup, register
-from nasp.strategies.discretize import Selection, one_hot, selection_to_genotype
+from nasp.strategies.discretize import Selection, one_hot, to_record
 from nasp.supernet.weighting import CellWeighting, Weighting, selection_plan
 
 Architecture = dict[str, Selection]
@@ -109,6 +108,8 @@ class RandomSearch(Strategy):
                 self.scores[self.current] = float(metrics["valid_acc"])
             elif "valid_ppl" in metrics:
                 self.scores[self.current] = -float(metrics["valid_ppl"])
+            elif "valid_loss" in metrics:  # a user model's own loss: lower is better
+                self.scores[self.current] = -float(metrics["valid_loss"])
 
     def finished(self) -> bool:
         return len(self.scores) >= self.num_candidates
@@ -124,8 +125,8 @@ class RandomSearch(Strategy):
             return self.current
         return max(sorted(self.scores), key=lambda c: self.scores[c])
 
-    def genotype(self) -> Genotype:
-        return selection_to_genotype(self.candidates[self.best()], self.cells)
+    def genotype(self) -> Any:
+        return to_record(self.candidates[self.best()], self.space)
 
     def genotype_epoch(self) -> int | None:
         """The last epoch of the best candidate: its metrics are the genotype's."""

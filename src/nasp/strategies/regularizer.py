@@ -49,6 +49,16 @@ def normalise(raw: torch.Tensor) -> torch.Tensor:
     return (raw / scale if scale > 0 else torch.zeros_like(raw)).float()
 
 
+def normalise_jointly(raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every cell type (a user model's choice) over one scale: raw / the mean, over the edges
+    that cost anything, of an edge's summed costs. Normalising each choice on its own would
+    charge a choice between two tiny layers as much as one between two large ones."""
+    sums = [row.sum() for r in raw.values() for row in r if row.sum() > 0]
+    scale = float(torch.stack(sums).mean()) if sums else 0.0
+    return {name: (r / scale if scale > 0 else torch.zeros_like(r)).float()
+            for name, r in raw.items()}
+
+
 def cost_penalty(weights: Mapping[str, torch.Tensor], costs: Mapping[str, torch.Tensor],
                  lam: float) -> torch.Tensor | None:
     """λ Σ c ⊙ W²; ``None`` when λ = 0, so no graph is built at all."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,22 +29,30 @@ class MixedOp(nn.Module):
     def forward(
         self, x: torch.Tensor, weights: torch.Tensor | None, codes: tuple[int, ...]
     ) -> torch.Tensor | None:
-        out, skipped = None, None
-        for k, code in enumerate(codes):
-            if code != RUN:
-                continue
-            if self.zero[k]:
-                skipped = k
-                continue
-            y = self.ops[k](x)
-            if weights is None:
-                out = y if out is None else out + y
-            elif out is None:
-                out = weights[k] * y
-            else:  # out + w_k * y in one pass
-                out = torch.addcmul(out, weights[k], y)
-        if out is None and skipped is not None:
-            out = self.ops[skipped](x)
-            if weights is not None:
-                out = weights[skipped] * out
-        return out
+        return mix(self.ops, self.zero, lambda op: op(x), weights, codes)
+
+
+def mix(ops: Sequence[nn.Module], zero: Sequence[bool], call: Callable[[nn.Module], torch.Tensor],
+        weights: torch.Tensor | None, codes: Sequence[int]) -> torch.Tensor | None:
+    """``Σ_k w_k · call(ops[k])`` over the ops ``codes`` RUN (unit weights when ``weights`` is
+    None), ``zero`` ops left out unless nothing else runs; ``None`` when nothing runs. The one
+    weighted sum of a cell's mixed edge and of a user model's ``Choice``."""
+    out, skipped = None, None
+    for k, code in enumerate(codes):
+        if code != RUN:
+            continue
+        if zero[k]:
+            skipped = k
+            continue
+        y = call(ops[k])
+        if weights is None:
+            out = y if out is None else out + y
+        elif out is None:
+            out = weights[k] * y
+        else:  # out + w_k * y in one pass
+            out = torch.addcmul(out, weights[k], y)
+    if out is None and skipped is not None:
+        out = call(ops[skipped])
+        if weights is not None:
+            out = weights[skipped] * out
+    return out

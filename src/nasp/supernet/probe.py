@@ -66,6 +66,10 @@ class ProbeInput:
     def relu(self) -> torch.Tensor:
         return self.memo("relu", torch.relu)
 
+    def changed(self) -> bool:
+        """Whether the input was modified in place since the forward pass."""
+        return self.x._version != self.version
+
     def release(self) -> None:
         """One probe reading this input is done; the last one frees the shared values."""
         self.users -= 1
@@ -127,7 +131,7 @@ class _NodeProbe(torch.autograd.Function):
         amp = torch.autocast(ctx.amp[0], dtype=ctx.amp[1]) if ctx.amp else nullcontext()
         with torch.no_grad(), amp:
             for _, _, op, inp in probes:
-                if inp.x._version != inp.version:
+                if inp.changed():
                     raise RuntimeError("a probed input was modified in place after the forward "
                                        "pass; its architecture gradient would be wrong")
                 values.append(probe_op(op, inp, g))

@@ -15,10 +15,16 @@ TASKS = {"cnn": "nasp.tasks.image:build_image_task", "lm": "nasp.tasks.lm:build_
 # task -> the global batch sizes (config fields) it splits over data-parallel ranks: the image
 # task shards its training and validation batches; the language model also the columns of its
 # evaluation batches, which carry hidden states and so cannot be split unevenly.
-SHARDED_BATCHES = {"cnn": ("batch_size",), "lm": ("batch_size", "eval_batch_size")}
+# A user model's task (``model``) shards whatever batches its iterables yield, row by row.
+SHARDED_BATCHES = {"cnn": ("batch_size",), "lm": ("batch_size", "eval_batch_size"),
+                   "model": ()}
 
 
 def _check_task(cfg: SearchConfig) -> None:
+    if cfg.task == "model":
+        raise NaspError("task 'model' searches a model and data given from Python",
+                        "call nasp.search(model=net, train=..., valid=..., loss=...); on the "
+                        "command line, search your model with --space FILE.py:FUNCTION")
     if cfg.task not in TASKS:
         raise NaspError(f"unknown task {cfg.task!r}", f"use --task {' or '.join(TASKS)}")
 
@@ -27,7 +33,8 @@ def check_batches(cfg: SearchConfig, dist: Any) -> None:
     """Refuse a global batch of ``cfg``'s task that does not split evenly over ``dist``'s ranks
     (a ``nasp.distributed.Dist``); cheap, so the search loop calls it before any data is read
     or any folder written, without knowing which task runs."""
-    _check_task(cfg)
+    if cfg.task not in SHARDED_BATCHES:
+        _check_task(cfg)
     for key in SHARDED_BATCHES[cfg.task]:
         dist.local_batch(getattr(cfg, key), "--" + key.replace("_", "-"))
 

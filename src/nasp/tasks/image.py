@@ -22,14 +22,18 @@ from nasp.errors import NaspError
 from nasp.genotype import Genotype
 from nasp.spaces import get_space
 from nasp.spaces.base import SearchSpace
+from nasp.spaces.model import build_model, is_model_ref
 from nasp.supernet.cnn import SearchCNN
+from nasp.supernet.model import ModelNet
 from nasp.supernet.weighting import Weighting
 
 
 class ImageSearchTask:
+    """``--space``'s network (a registered space's supernet, or a user's model with choices,
+    ``FILE.py:FUNCTION``) on the dataset's seeded weight / architecture split."""
+
     def __init__(self, cfg: SearchConfig, dataset: ImageDataset, device: torch.device,
                  dist: Dist | None = None) -> None:
-        self.space = get_space(cfg.space)
         self.device = device
         self.dist = dist or Dist(device=device)
         self.dataset = dataset
@@ -70,8 +74,31 @@ class ImageSearchTask:
                                        shuffle=False, drop_last=False, **common)
         self.eval_prefix = cfg.evaluate_on
         self.max_steps = cfg.max_steps_per_epoch
-        self.model = search_network(self.space, dataset.channels, dataset.num_classes,
-                                    cfg).to(device).to(memory_format=fmt)
+        self.net: ModelNet | None = None
+        if is_model_ref(cfg.space):
+            model = build_model(cfg.space, dataset.channels, dataset.num_classes)
+            self.net = ModelNet(model.to(device).to(memory_format=fmt), task="cnn")
+            self.space, self.model, self.forward = self.net.space, model, self.net
+            self._check_model(cfg.space, dataset.num_classes)
+        else:
+            self.space = get_space(cfg.space)
+            self.model = search_network(self.space, dataset.channels, dataset.num_classes,
+                                        cfg).to(device).to(memory_format=fmt)
+            self.forward = self.model
+
+    def _check_model(self, ref: str, num_classes: int) -> None:
+        """A user model's first training batch with every candidate running: its choices, and
+        logits of shape (batch, classes), before any step."""
+        x, _ = next(iter(self.train.epoch(0)))
+        assert self.net is not None
+        logits = self.net.inspect(lambda: self.model(x))
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), num_classes):
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else \
+                type(logits).__name__
+            raise NaspError(f"--space {ref}'s model returns {got} for a batch of {len(x)} "
+                            f"images of {tuple(x.shape[1:])}; a classifier of this data "
+                            f"returns ({len(x)}, {num_classes})",
+                            "return one logit per class from forward")
 
     def steps_per_epoch(self) -> int:
         n = min(len(self.train), len(self.valid))
@@ -84,11 +111,11 @@ class ImageSearchTask:
 
     def loss(self, batch: Any, weighting: Weighting) -> torch.Tensor:
         x, y = batch
-        return F.cross_entropy(self.model(x, weighting), y)
+        return F.cross_entropy(self.forward(x, weighting), y)
 
     def train_loss(self, batch: Any, weighting: Weighting):
         x, y = batch
-        logits = self.model(x, weighting)
+        logits = self.forward(x, weighting)
         loss = F.cross_entropy(logits, y)
         with torch.no_grad():
             sums = {"loss_sum": loss.detach() * y.numel(),
@@ -109,7 +136,7 @@ class ImageSearchTask:
                  "correct": torch.zeros((), device=self.device, dtype=torch.long),
                  "count": torch.zeros((), device=self.device, dtype=torch.long)}
         for x, y in self.valid_eval.epoch(0):
-            logits = self.model(x, weighting)
+            logits = self.forward(x, weighting)
             total["loss_sum"] += F.cross_entropy(logits, y, reduction="sum")
             total["correct"] += (logits.argmax(1) == y).sum()
             total["count"] += y.numel()
@@ -129,12 +156,19 @@ class ImageSearchTask:
     def eval_params_m(self, genotype: Genotype) -> float:
         """Parameters (M) of the genotype's evaluation network at the paper's size (20 cells,
         C=36) for this data, for size-vs-λ plots."""
+        if self.net is not None:  # a user model: its fixed network as it was searched
+            return self.net.params_m(genotype)
         from nasp.models import build_eval_model, count_params
 
         ds = self.dataset
         net = build_eval_model(genotype, ds.channels, ds.num_classes, ds.image_size[-1],
                                auxiliary=False)  # the family's paper size (nb201: C=16, N=5)
         return count_params(net) / 1e6
+
+    def raw_costs(self, kind: str, table: str | None = None) -> dict[str, torch.Tensor]:
+        """A user model's candidate costs (``nasp.supernet.model.ModelNet.raw_costs``)."""
+        assert self.net is not None
+        return self.net.raw_costs(kind, table)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
