@@ -19,10 +19,15 @@ from nasp.errors import NaspError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--genotype", required=True,
-                        help="a published name (DARTS_V1, DARTS_V2, NASP_12), a genotype.json, "
-                        "a search run folder, or a NAS-Bench-201 cell string "
-                        "('|nor_conv_3x3~0|+|...|')")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--genotype",
+                       help="a published name (DARTS_V1, DARTS_V2, NASP_12), a genotype.json, "
+                       "a search run folder, or a NAS-Bench-201 cell string "
+                       "('|nor_conv_3x3~0|+|...|')")
+    which.add_argument("--arch", metavar="RUN",
+                       help="a search of your own model (nasp search --space FILE.py:FUNCTION): "
+                       "its architecture, and the size of its fixed network for the search's "
+                       "data (or --data)")
     parser.add_argument("--task", choices=("cnn", "lm"), default=None,
                         help="cnn or lm (default: cnn, or the task of the genotype file)")
     parser.add_argument("--data", default=None,
@@ -74,9 +79,43 @@ def cnn_info(genotype, shape: tuple[int, int, int, int], layers: int | None,
             "flops": count_flops(net, (c, h, w))}
 
 
+def own_info(args: argparse.Namespace) -> int:
+    """``--arch RUN``: the fixed network of a search of the user's model."""
+    import torch
+
+    from nasp.configs.train_cnn import dataset_shape
+    from nasp.models.cnn import count_flops, count_params
+    from nasp.models.fixed import fix
+    from nasp.spaces.model import build_model, read_own_search
+
+    for name in ("task", "layers", "channels", "cost_table"):
+        if getattr(args, name) is not None:
+            raise NaspError(f"--{name.replace('_', '-')} does not apply to --arch",
+                            "leave it out: your model's function fixes its size")
+    space, arch, config = read_own_search(args.arch)
+    data = args.data or config["data"]
+    root = args.data_root if args.data else config.get("data_root")
+    c, h, w, classes = dataset_shape(data, root)
+    net = fix(build_model(space, c, classes), arch)
+    print(f"arch: {arch}")
+    print(f"network: {space} for {data}: {c}x{h}x{w} images, {classes} classes")
+    print(f"parameters: {count_params(net) / 1e6:.3f} M")
+    print(f"multiply-adds: {count_flops(net, (c, h, w)) / 1e6:.1f} M per image")
+    if args.latency:
+        from nasp.cli.info_latency import measured_line
+        from nasp.device import resolve_device
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(measured_line(net, (c, h, w), resolve_device(args.device or "cpu"), args))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from nasp.genotype import GENOTYPES, get_genotype
 
+    if args.arch is not None:
+        return own_info(args)
     task = args.task
     if task is None:
         task = "cnn" if args.genotype in GENOTYPES["cnn"] or args.genotype in GENOTYPES["lm"] \

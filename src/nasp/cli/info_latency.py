@@ -50,6 +50,43 @@ def table_network(args: argparse.Namespace) -> tuple[dict[str, Any] | None,
     return table, shape
 
 
+def _measure(net: Any, shape: tuple[int, int, int], batches: list[int], device: Any,
+             repeats: int, clock: str) -> dict[int, float]:
+    """Median latency (ms) of ``net`` per batch size, on seeded inputs."""
+    import torch
+
+    from nasp.errors import NaspError
+    from nasp.latency import modules_latency
+
+    if repeats < 1:
+        raise NaspError(f"--repeats {repeats}: at least one timed run is needed",
+                        "use --repeats 20, for example")
+    gen = torch.Generator().manual_seed(0)
+    timings = modules_latency([(net, (torch.randn(b, *shape, generator=gen),))
+                               for b in batches], device, repeats=repeats, clock=clock)
+    return {b: t.ms for b, t in zip(batches, timings)}
+
+
+def _measured_text(measured: dict[int, float], device: Any, clock: str, repeats: int) -> str:
+    import torch
+
+    return (f"latency on {device} ({_threads(torch.get_num_threads())}, {clock} clock, median "
+            f"of {repeats}): " + "; ".join(f"batch {b}: {ms:.3f} ms"
+                                           for b, ms in measured.items()))
+
+
+def measured_line(net: Any, shape: tuple[int, int, int], device: Any,
+                  args: argparse.Namespace) -> str:
+    """The measured-latency line of any network (a user model's fixed one)."""
+    from nasp.errors import NaspError
+
+    if args.batch_size < 1:
+        raise NaspError("--batch-size must be at least 1", "use --batch-size 32, for example")
+    clock = args.clock or "wall"
+    measured = _measure(net, shape, sorted({1, args.batch_size}), device, args.repeats, clock)
+    return _measured_text(measured, device, clock, args.repeats)
+
+
 def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels: int,
           args: argparse.Namespace, table: dict[str, Any] | None, sizes: dict[str, int]
           ) -> list[str]:
@@ -59,7 +96,6 @@ def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels
     from nasp.costs import predict
     from nasp.device import resolve_device
     from nasp.errors import NaspError
-    from nasp.latency import modules_latency
     from nasp.models.cnn import build_eval_model
 
     device_name = args.device or (table["device"]["type"] if table else "cpu")
@@ -73,13 +109,8 @@ def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels
     batches = sorted({1, args.batch_size} | ({table["batch_size"]} if table else set()))
     c, h, w, classes = shape
     net = build_eval_model(genotype, c, classes, (h, w), channels=channels, layers=layers)
-    gen = torch.Generator().manual_seed(0)
-    timings = modules_latency([(net, (torch.randn(b, c, h, w, generator=gen),))
-                               for b in batches], device, repeats=args.repeats, clock=clock)
-    measured = {b: t.ms for b, t in zip(batches, timings)}
-    out = [f"latency on {device} ({_threads(torch.get_num_threads())}, {clock} clock, median of "
-           f"{args.repeats}): " + "; ".join(f"batch {b}: {ms:.3f} ms"
-                                            for b, ms in measured.items())]
+    measured = _measure(net, (c, h, w), batches, device, args.repeats, clock)
+    out = [_measured_text(measured, device, clock, args.repeats)]
     if table is None:
         return out
     net_info = table["network"]

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if args.continue_run:
         result, how = api.search_or_continue(args.config, progress=not args.quiet, **options)
         if is_main_process():
-            print(f"{how}: genotype {result['genotype']}")
+            key = "arch" if "arch" in result else "genotype"
+            print(f"{how}: {key} {result[key]}")
             for line in benchmark_lines(result):
                 print(line)
         return 0
@@ -44,11 +45,12 @@ def run(args: argparse.Namespace) -> int:
                          **options)
     if not is_main_process():  # under torchrun every rank has the result; one prints it
         return 0
-    print(f"genotype: {res.genotype}")
+    record = "arch" if res.arch is not None else "genotype"  # a user model's, or a cell's
+    print(f"{record}: {res.genotype}")
     for line in benchmark_lines(res.result):
         print(line)
     if res.run_dir is not None:
-        print(f"run folder: {res.run_dir}  (genotype.json, metrics.jsonl, arch.jsonl, "
+        print(f"run folder: {res.run_dir}  ({record}.json, metrics.jsonl, arch.jsonl, "
               "checkpoint.pt, result.json)")
     return 0
 

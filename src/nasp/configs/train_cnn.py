@@ -36,6 +36,9 @@ class TrainConfig(RunConfig):
     genotype: str = opt("DARTS_V2", "genotype to train: a published name (DARTS_V1, DARTS_V2, "
                         "NASP_12), a genotype.json, a search run folder, or a NAS-Bench-201 "
                         "cell string ('|nor_conv_3x3~0|+|...|')")
+    arch: str | None = opt(None, "instead of a genotype, the architecture of a search of your "
+                           "own model (a `nasp search --space FILE.py:FUNCTION` run folder): "
+                           "its fixed network, trained from scratch")
     data: str = opt("fashion-mnist-sample", "dataset: fashion-mnist-sample (bundled), "
                     "fashion-mnist, mnist, cifar10, cifar100, imagenet16-120, tiny-imagenet, "
                     "folder")
@@ -90,6 +93,16 @@ class TrainConfig(RunConfig):
 
     @classmethod
     def preset_values(cls, layered: dict[str, Any]) -> dict[str, Any]:
+        own = {}
+        if layered.get("arch") is not None:  # config.json then names the network it trains
+            if "genotype" in layered:
+                raise NaspError("--genotype and --arch both name a network to train",
+                                "give one of them")
+            own = {"genotype": str(layered["arch"])}
+        return {**cls._preset(layered), **own}
+
+    @classmethod
+    def _preset(cls, layered: dict[str, Any]) -> dict[str, Any]:
         preset = layered.get("preset", cls.preset)
         if preset in ("quick", "paper") and _is_nb201(layered.get("genotype", cls.genotype)):
             preset = {"quick": "nb201-quick", "paper": "nb201"}[preset]
@@ -125,7 +138,8 @@ class TrainConfig(RunConfig):
             require_tensorboard()
 
     def default_out(self) -> str:
-        name = Path(self.genotype.rstrip("/\\")).name.removesuffix(".json") or "genotype"
+        name = Path((self.arch or self.genotype).rstrip("/\\")).name.removesuffix(".json") \
+            or "genotype"
         return f"runs/train-{name}-{self.data}-s{self.seed}"
 
 

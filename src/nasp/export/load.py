@@ -133,7 +133,7 @@ class LoadedRun:
     model: nn.Module
     preprocess: ImagePreprocessing | Vocabulary
     task: str
-    genotype: Genotype
+    genotype: Any  # a Genotype; a user model's arch (nasp.spaces.model.ModelArch)
     record: dict[str, Any]
     epoch: int | None
     checkpoint: Path
@@ -240,9 +240,37 @@ def _loaded(model: nn.Module, record: dict[str, Any], epoch: int | None,
             c, (h, w), tuple(record["mean"]), tuple(record["std"]), tuple(record["classes"]))
     else:
         pre = Vocabulary(tuple(record["vocab"]))
+    if "arch" in record:
+        from nasp.spaces.model import ModelArch
+
+        arch: Any = ModelArch(record["arch"])
+    else:
+        arch = Genotype.from_dict(record["genotype"])
     return LoadedRun(model=model.eval(), preprocess=pre, task=record["task"],
-                     genotype=Genotype.from_dict(record["genotype"]), record=record,
-                     epoch=epoch, checkpoint=source)
+                     genotype=arch, record=record, epoch=epoch, checkpoint=source)
+
+
+def _own_search(run_dir: Path) -> tuple[nn.Module, dict[str, Any], int | None] | None:
+    """(fixed network, record, epoch) of a ``nasp search --space FILE.py:FUNCTION`` run: the
+    model its function builds, with the search's weights, under the arch it found (the weight
+    step trained exactly the chosen candidates). ``None`` for any other folder."""
+    from nasp.spaces.model import is_model_ref, read_own_search
+
+    config = _run_config(run_dir) if run_dir.is_dir() else {}
+    if config.get("command") != "search" or not is_model_ref(str(config.get("space", ""))):
+        return None
+    from nasp.data import load_image_dataset
+    from nasp.export.record import own_record
+    from nasp.models.fixed import fix
+    from nasp.spaces.model import build_model
+
+    space, arch, config = read_own_search(run_dir)
+    state = read_checkpoint(run_dir / "checkpoint.pt", "cpu")
+    ds = load_image_dataset(config["data"], config.get("data_root"))
+    model = build_model(space, ds.channels, ds.num_classes)
+    model.load_state_dict(state["model"])
+    record = own_record(arch, space, ds.shape, ds.classes, ds.mean, ds.std, config["data"])
+    return fix(model, arch), record, int(state["epoch"]) - 1
 
 
 def sidecar_path(weights: Path) -> Path:
@@ -283,6 +311,9 @@ def load(run: str | os.PathLike, last: bool = False, device: str = "cpu") -> Loa
         loaded = load_safetensors_export(run)
         loaded.model.to(dev)
         return loaded
+    own = _own_search(Path(run))
+    if own is not None:  # the fixed network of a search of the user's model: NASP trained it
+        return _loaded(own[0].to(dev), own[1], own[2], Path(run) / "checkpoint.pt")
     path = find_checkpoint(run, last)
     state = read_checkpoint(path, "cpu")
     if "model" not in state:

@@ -36,11 +36,13 @@ from nasp.device import (
 )
 from nasp.distributed import Dist, check_resume_world, init_distributed
 from nasp.errors import NaspError
-from nasp.export.record import cnn_record
+from nasp.export.record import cnn_record, own_record
 from nasp.genotype import Genotype, get_genotype
 from nasp.loops.timing import peak_memory_mb
 from nasp.models.cnn import EvalCNN, build_eval_model, count_flops, count_params
+from nasp.models.fixed import fix
 from nasp.run_folder import RunFolder, load_checkpoint, rng_state, seed_everything, set_rng_state
+from nasp.spaces.model import ModelArch, build_model, read_own_search
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -150,8 +152,8 @@ def train(
 class _Run:
     """What the set-up of a training run hands the loop."""
 
-    genotype: Genotype
-    model: EvalCNN
+    genotype: Any  # a Genotype, or a user model's arch
+    model: nn.Module
     network: dict[str, Any]
     data: Data
     optimizer: torch.optim.Optimizer
@@ -167,13 +169,17 @@ def _setup(cfg: TrainConfig, folder: RunFolder, d: Dist, dataset: ImageDataset |
     ckpt = folder.load_checkpoint(device) if folder.resumed else None
     if ckpt is not None:
         check_resume_world(ckpt.get("world_size"), d.world_size)
-    # the genotype a run started with travels in its checkpoint, so a moved or edited file
-    # cannot change a resumed run
-    genotype = Genotype.from_dict(ckpt["genotype"]) if ckpt is not None else \
-        get_genotype(cfg.genotype, "cnn")
-    if genotype.task != "cnn":
-        raise NaspError(f"genotype {cfg.genotype!r} is a recurrent cell",
-                        "train it with `nasp train --task lm`, or pass a CNN genotype")
+    # the genotype (or a user model's arch) a run started with travels in its checkpoint, so
+    # a moved or edited file cannot change a resumed run
+    own = _own_model(cfg, ckpt)
+    if own is not None:
+        genotype: Any = own[1]
+    else:
+        genotype = Genotype.from_dict(ckpt["genotype"]) if ckpt is not None else \
+            get_genotype(cfg.genotype, "cnn")
+        if genotype.task != "cnn":
+            raise NaspError(f"genotype {cfg.genotype!r} is a recurrent cell",
+                            "train it with `nasp train --task lm`, or pass a CNN genotype")
     ds = dataset if dataset is not None else load_image_dataset(cfg.data, cfg.data_root)
     if min(ds.image_size) < 8:
         raise NaspError(f"images of {ds.image_size} are too small for a network with two "
@@ -184,11 +190,17 @@ def _setup(cfg: TrainConfig, folder: RunFolder, d: Dist, dataset: ImageDataset |
     fmt = resolve_memory_format(device, cfg.memory_format)
     cfg.memory_format = memory_format_name(fmt)  # recorded: a resume computes as before
     seed_everything(cfg.seed)
-    model = build_eval_model(genotype, ds.channels, ds.num_classes, ds.image_size,
-                             channels=cfg.channels, layers=cfg.layers, auxiliary=cfg.auxiliary)
-    # what nasp.load needs to rebuild the network and its preprocessing without the data
-    network = cnn_record(genotype, ds.shape, ds.classes, ds.mean, ds.std, cfg.channels,
-                         cfg.layers, cfg.auxiliary, cfg.data)
+    if own is not None:  # the fixed network of the user's model, initialised afresh
+        model: nn.Module = fix(build_model(own[0], ds.channels, ds.num_classes), genotype,
+                               fresh=True)
+        network = own_record(genotype, own[0], ds.shape, ds.classes, ds.mean, ds.std, cfg.data)
+    else:
+        model = build_eval_model(genotype, ds.channels, ds.num_classes, ds.image_size,
+                                 channels=cfg.channels, layers=cfg.layers,
+                                 auxiliary=cfg.auxiliary)
+        # what nasp.load needs to rebuild the network and its preprocessing without the data
+        network = cnn_record(genotype, ds.shape, ds.classes, ds.mean, ds.std, cfg.channels,
+                             cfg.layers, cfg.auxiliary, cfg.data)
     params_m = count_params(model) / 1e6
     flops_m = count_flops(model, ds.shape) / 1e6
     model = model.to(device).to(memory_format=fmt)
@@ -199,6 +211,16 @@ def _setup(cfg: TrainConfig, folder: RunFolder, d: Dist, dataset: ImageDataset |
     folder.start()
     return _Run(genotype, model, network, data, optimizer, scheduler, amp, params_m, flops_m,
                 ckpt)
+
+
+def _own_model(cfg: TrainConfig, ckpt: dict[str, Any] | None) -> tuple[str, Any] | None:
+    """(``--space`` reference, arch) of a user model to train (``--arch RUN``), else None."""
+    if ckpt is not None:
+        return (ckpt["space"], ModelArch(ckpt["arch"])) if "arch" in ckpt else None
+    if cfg.arch is None:
+        return None
+    space, arch, _ = read_own_search(cfg.arch)
+    return space, arch
 
 
 def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bool, log: bool,
@@ -309,7 +331,8 @@ def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bo
     result: dict[str, Any] = {
         "test_acc": test["acc"], "test_loss": test["loss"], "best_valid_acc": best["valid_acc"],
         "best_epoch": best["epoch"], "params_m": run.params_m, "flops_m": run.flops_m,
-        "genotype": run.genotype.to_dict(), "epochs": cfg.epochs, "train_time_s": wall,
+        getattr(run.genotype, "KEY", "genotype"): run.genotype.to_dict(), "epochs": cfg.epochs,
+        "train_time_s": wall,
         "data": cfg.data, "seed": cfg.seed, "peak_mem_mb": peak_memory_mb(device),
         "environment": environment(device, d.world_size)}
     if data.has_valid and best["epoch"] >= 0:

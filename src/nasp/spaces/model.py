@@ -174,6 +174,32 @@ def read_arch(path: str | os.PathLike) -> ModelArch:
     return ModelArch(data)
 
 
+def read_own_search(run_dir: str | os.PathLike) -> tuple[str, ModelArch, dict[str, Any]]:
+    """(``--space`` reference, arch, config) of a ``nasp search --space FILE.py:FUNCTION`` run:
+    what rebuilding its model and fixing its architecture needs."""
+    p = Path(run_dir)
+    config_path = p / "config.json"
+    if not config_path.is_file():
+        raise NaspError(f"{p} is not a nasp run folder (no config.json)",
+                        "pass the folder of a `nasp search --space FILE.py:FUNCTION` run")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NaspError(f"{config_path} is not valid JSON ({e})", "the run folder is damaged"
+                        ) from None
+    space = str(config.get("space", "")) if isinstance(config, dict) else ""
+    if not isinstance(config, dict) or config.get("command") != "search":
+        raise NaspError(f"{p} is not a search run", "pass the folder of a `nasp search --space "
+                        "FILE.py:FUNCTION` run")
+    if config.get("task") == MODEL_FAMILY:
+        raise NaspError(f"{p} searched a model given from Python, which it cannot rebuild",
+                        "fix it in Python: nasp.fix(model, arch) with the run's arch.json")
+    if not is_model_ref(space):
+        raise NaspError(f"{p} searched the built-in space {space!r}, not your own model",
+                        f"use --genotype {p} for a built-in space's cell")
+    return space, read_arch(p), config
+
+
 # --- FILE.py:FUNCTION / package.module:FUNCTION ------------------------------------------------
 
 def is_model_ref(space: str) -> bool:
