@@ -64,7 +64,12 @@ def _plot(args: argparse.Namespace) -> int:
                 print(f"note: {r.path} has no arch.jsonl (not a search run); no arch figures")
         for r, folder in zip(searched, _arch_dirs([r.name for r in searched], out_dir),
                              strict=True):
-            written += plots.plot_arch_weights(r, folder, formats)
+            if r.own_model:  # a user model's choices: one heat map, not a figure per label
+                from nasp.viz.choices import plot_choices
+
+                written += plot_choices(r, folder, formats)
+            else:
+                written += plots.plot_arch_weights(r, folder, formats)
     if kind in ("time", "all"):
         timed = [r for r in runs if r.metrics]
         if kind == "time" and len(timed) < len(runs):

@@ -24,6 +24,7 @@ from typing import Any
 from nasp.errors import NaspError
 from nasp.viz.cell_figure import cell_figure
 from nasp.viz.cells import cell_graphs
+from nasp.viz.choices import choices_figure
 from nasp.viz.plots import (
     accuracy_vs_time_figure,
     arch_matrices,
@@ -112,6 +113,12 @@ def _show(value: Any) -> str:
 
 
 def _cells_html(run: Run, index: int) -> str:
+    if run.own_model:  # a user model's choices in place of cell diagrams
+        if not run.arch:
+            return _note(f"no architecture history: {run.path / 'arch.jsonl'} is missing")
+        svg = _scope_ids(figure_svg(choices_figure(run)), f"run{index}-choices-")
+        return _figure(svg, f"{run.name}: final architecture weight per choice and candidate; "
+                            "framed: the architecture found (arch.json)")
     if run.genotype is None:
         return _note(f"no genotype: {run.path / 'genotype.json'} is missing "
                      "(train runs and unfinished searches have none)")
@@ -124,6 +131,9 @@ def _arch_html(run: Run, index: int) -> str:
     if not run.arch:
         return _note(f"no architecture history: {run.path / 'arch.jsonl'} is missing "
                      "(only nasp search writes it)")
+    if run.own_model:
+        return _note("a search of your own model: its choices are the heat map above; "
+                     "`nasp plot RUN` draws it as a file")
     parts = []
     for cell, name in arch_matrices(run):
         svg = figure_svg(arch_weights_figure(run, cell, name))
@@ -175,7 +185,10 @@ def _strategy_html(runs: Sequence[Run], strategy: str, members: list[int], k: in
     group = [runs[i] for i in members]
     parts = [f'<h3 id="strategy-{k}">{_e(strategy)}</h3>',
              f"<p>{len(members)} run{'s' * (len(members) != 1)}: {links}</p>"]
-    if any(r.arch for r in group):
+    if all(r.own_model for r in group):
+        parts.append(_note("searches of your own model: each run's choice-by-candidate heat "
+                           "map is in its section below"))
+    elif any(r.arch for r in group):
         parts.append(_safely(lambda: _figure(
             _scope_ids(figure_svg(arch_summary_figure(group)), f"strategy{k}-"),
             f"{strategy}: final architecture weights per edge and op, mean over its runs; "

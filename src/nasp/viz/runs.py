@@ -20,7 +20,8 @@ from typing import Any
 from nasp.errors import NaspError
 from nasp.files import read_json  # the one JSON reader of run folders (no torch)
 
-RUN_FILES = ("config.json", "metrics.jsonl", "arch.jsonl", "genotype.json", "result.json")
+RUN_FILES = ("config.json", "metrics.jsonl", "arch.jsonl", "genotype.json", "arch.json",
+             "result.json")
 _WRITTEN_BY = {
     "config.json": "every nasp search/train/compare run",
     "metrics.jsonl": "every run, one line per finished epoch",
@@ -44,6 +45,14 @@ class Run:
     arch: list[dict[str, Any]] = field(default_factory=list)
     genotype: dict[str, Any] | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    own_arch: dict[str, Any] | None = None  # a search of the user's model: arch.json
+
+    @property
+    def own_model(self) -> bool:
+        """Whether the run searched a user's own model (its record is arch.json, a
+        choice-by-candidate architecture, not a cell genotype)."""
+        return self.own_arch is not None or self.config.get("task") == "model" or \
+            ":" in str(self.config.get("space", ""))
 
     @property
     def name(self) -> str:
@@ -151,6 +160,9 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     genotype = read_json(p / "genotype.json") if (p / "genotype.json").is_file() else None
     if genotype is None and isinstance(result.get("genotype"), dict):
         genotype = result["genotype"]
+    own = read_json(p / "arch.json") if (p / "arch.json").is_file() else None
+    if own is None and isinstance(result.get("arch"), dict):
+        own = result["arch"]
     return Run(
         path=p,
         config=config,
@@ -158,6 +170,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         arch=_read_jsonl(p / "arch.jsonl"),
         genotype=genotype,
         result=result,
+        own_arch=own if isinstance(own, dict) else None,
     )
 
 
