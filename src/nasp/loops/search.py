@@ -184,11 +184,11 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
     history: dict[str, list[dict[str, Any]]] = {"metrics.jsonl": [], "arch.jsonl": []}
     if run.ckpt is not None:
         ckpt = run.ckpt
+        task.load_state_dict(ckpt["task"])  # first: a task may refuse another model's run
         model.load_state_dict(ckpt["model"])
         strategy.load_state_dict(ckpt["strategy"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        task.load_state_dict(ckpt["task"])
         set_rng_state(ckpt["rng"])
         start_epoch, wall, totals = ckpt["epoch"], ckpt["wall_time"], ckpt["totals"]
         history = ckpt["history"]
