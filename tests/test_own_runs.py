@@ -168,3 +168,27 @@ def test_tensorboard_logs_and_phase_times(tmp_path):
     res = own_models.run("search", str(tmp_path / "r"), epochs=1, tensorboard=True)
     assert list((tmp_path / "r" / "tb").iterdir())
     assert all(res.result[k] > 0 for k in ("time_arch", "time_forward", "time_backward"))
+
+
+def test_latency_costs_come_from_a_profile_of_the_model(tmp_path):
+    """``nasp profile --space FILE.py:FUNCTION`` times every candidate where it sits; a search
+    charges the table's latencies (here a hand-made table in which k3 costs nothing, where
+    parameters would favour skipping the block)."""
+    from nasp.costs import load_table, profile_model, save_table
+
+    space_file = tmp_path / "space.py"
+    space_file.write_text("import own_models\n\ndef small(in_channels, num_classes):\n"
+                          "    return own_models.Small(in_channels, num_classes)\n")
+    ref = f"{space_file}:small"
+    table = profile_model(ref, (1, 8, 8), 3, torch.device("cpu"), repeats=2, warmup=0)
+    assert set(table["choices"]) == {"b1", "b2"}
+    assert set(table["choices"]["b1"]) == {"k3", "k5", "skip"}
+    assert table["choices"]["b1"]["k5"]["madds"] > table["choices"]["b1"]["k3"]["madds"] > 0
+    for label in ("b1", "b2"):
+        for name, ms in (("k3", 0.0), ("k5", 5.0), ("skip", 5.0)):
+            table["choices"][label][name]["latency_ms"] = ms
+    save_table(table, tmp_path / "costs.json")
+    assert load_table(tmp_path / "costs.json")["space"] == ref
+    res = own_models.run("search", False, epochs=3, lambda_cost=50.0, cost="latency",
+                         cost_table=str(tmp_path / "costs.json"))
+    assert res.arch["b1"] == "k3" and res.arch["b2"] == "k3", res.arch

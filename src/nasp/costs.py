@@ -280,3 +280,137 @@ def predict(table: dict[str, Any] | str | os.PathLike, genotype: Genotype, kind:
             pos = where[(cell, 2 if stride2 and j < 2 else 1)]
             total += _cost(pos, op, key, table["space"])
     return total
+
+
+# --- a user's own model (--space FILE.py:FUNCTION) ---------------------------------------------
+# Its table has "choices" in place of "positions": per label, what each candidate costs summed
+# over every call of a Choice with that label (timed on the inputs those calls received in one
+# forward pass), and a skeleton: the fixed network of one architecture minus its candidates.
+# A network's cost is then the skeleton plus the candidates its architecture keeps.
+
+def profile_model(ref: str, input_shape: tuple[int, int, int], num_classes: int,
+                  device: torch.device, batch_size: int = 1, warmup: int = 5,
+                  repeats: int = 20, data: str | None = None, clock: str = "wall",
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """The cost table of the model ``ref`` builds (``FILE.py:FUNCTION``) for this input."""
+    from nasp.models.fixed import fix
+    from nasp.spaces.model import build_model
+    from nasp.supernet.model import ModelNet
+
+    if batch_size < 1 or repeats < 1 or warmup < 0:
+        raise NaspError("batch size and repeats must be at least 1, warm-up at least 0",
+                        "use --batch-size 1 or more, --repeats 1 or more")
+    model = build_model(ref, input_shape[0], num_classes).eval()
+    net = ModelNet(model)
+    x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
+    net.inspect(lambda: model(x))
+    assert net.inspection is not None
+    space, found = net.space, net.inspection
+    calls: list[tuple[tuple[str, str], nn.Module, tuple, dict]] = []
+    for label, kind in space.kinds.items():
+        if kind != "Choice":
+            continue
+        for choice, args, kwargs in found.inputs[label]:
+            for name, cand in choice.candidates.items():
+                calls.append(((label, name), cand, args, kwargs))
+    # one architecture's network: its candidates' times come off it to leave the skeleton
+    first = {label: (cell.ops[0] if space.kinds[label] == "Choice"
+                     else list(range(cell.keep or cell.inputs)))
+             for label, cell in space.cells.items()}
+    whole = fix(model, first)
+    items = [(whole, (x,))] + [(_Bound(cand, args, kwargs), ()) for _, cand, args, kwargs in calls]
+    if progress:
+        progress(f"timing {len(items)} modules, {repeats} rounds")
+    timings = modules_latency(items, device, warmup, repeats, clock)
+    choices: dict[str, dict[str, dict[str, float]]] = {}
+    for k, ((label, name), _, _, _) in enumerate(calls):
+        col = space.cells[label].ops.index(name)
+        entry = choices.setdefault(label, {}).setdefault(name, {
+            "latency_ms": 0.0, "latency_iqr_ms": 0.0, "params": found.params[label][col],
+            "madds": found.madds[label][col]})
+        entry["latency_ms"] += timings[k + 1].median_s * 1e3
+        entry["latency_iqr_ms"] += timings[k + 1].iqr_s * 1e3
+    held = sum(choices[label][name]["latency_ms"] for label, name in first.items()
+               if space.kinds[label] == "Choice")
+    skeleton = {"part": "skeleton", "latency_ms": timings[0].median_s * 1e3 - held,
+                "latency_iqr_ms": timings[0].iqr_s * 1e3,
+                "params": _params(whole) - sum(choices[label][name]["params"]
+                                               for label, name in first.items()
+                                               if space.kinds[label] == "Choice"),
+                "madds": _madds_any(whole, input_shape) - sum(
+                    choices[label][name]["madds"] for label, name in first.items()
+                    if space.kinds[label] == "Choice")}
+    return {"format": TABLE_FORMAT, "version": TABLE_VERSION, "space": ref,
+            "device": device_info(device), "torch": torch.__version__.split("+")[0],
+            "batch_size": batch_size, "dtype": "float32", "clock": clock, "warmup": warmup,
+            "repeats": repeats,
+            "network": {"data": data, "input_shape": list(input_shape),
+                        "num_classes": num_classes},
+            "choices": choices, "fixed": [skeleton]}
+
+
+class _Bound(nn.Module):
+    """A candidate called with the arguments its Choice received: timed as one module."""
+
+    def __init__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.module, self.args, self.kwargs = module, args, kwargs
+
+    def _apply(self, fn: Any, recurse: bool = True) -> _Bound:  # .to(device) moves the inputs
+        super()._apply(fn, recurse)
+        self.args = tuple(fn(a) if isinstance(a, torch.Tensor) else a for a in self.args)
+        self.kwargs = {k: fn(v) if isinstance(v, torch.Tensor) else v
+                       for k, v in self.kwargs.items()}
+        return self
+
+    def forward(self) -> Any:
+        return self.module(*self.args, **self.kwargs)
+
+
+def _madds_any(module: nn.Module, shape: tuple[int, ...]) -> int:
+    from nasp.models.cnn import count_flops
+
+    return count_flops(module, shape)
+
+
+def _model_table(table: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    if "choices" not in table:
+        raise NaspError(f"the cost table is of the built-in space {table.get('space')!r}, not "
+                        "of your model", "profile your model: nasp profile --space "
+                        "FILE.py:FUNCTION")
+    missing = [label for label, kind in getattr(space, "kinds", {}).items()
+               if kind == "Choice" and label not in table["choices"]]
+    if missing:
+        raise NaspError(f"the cost table has no entry for choice(s) {', '.join(missing)} "
+                        f"(it was made for {table.get('space')!r})",
+                        "profile the model you search: nasp profile --space FILE.py:FUNCTION")
+    return table
+
+
+def model_cost_matrices(table: dict[str, Any] | str | os.PathLike, space: SearchSpace,
+                        kind: str) -> dict[str, torch.Tensor]:
+    """``{label: (edges, ops)}`` raw costs of a user model's choices (inputs cost 0)."""
+    table, key = _model_table(load_table(table), space), _kind_key(kind)
+    out = {}
+    for label, cell in space.cells.items():
+        m = torch.zeros(cell.num_edges, cell.num_ops, dtype=torch.float64)
+        if getattr(space, "kinds", {}).get(label) == "Choice":
+            for k, name in enumerate(cell.ops):
+                entry = table["choices"][label].get(name)
+                if entry is None:
+                    raise NaspError(f"the cost table has no candidate {name!r} of {label!r}",
+                                    "profile the model you search again")
+                m[0, k] = float(entry[key])
+        out[label] = m
+    return out
+
+
+def predict_model(table: dict[str, Any] | str | os.PathLike, space: SearchSpace,
+                  arch: dict[str, Any], kind: str) -> float:
+    """A user model's fixed-network cost by addition: skeleton plus the kept candidates."""
+    table, key = _model_table(load_table(table), space), _kind_key(kind)
+    total = sum(float(p[key]) for p in table["fixed"])
+    for label, kind_ in getattr(space, "kinds", {}).items():
+        if kind_ == "Choice":
+            total += float(table["choices"][label][arch[label]][key])
+    return total

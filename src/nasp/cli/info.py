@@ -88,7 +88,7 @@ def own_info(args: argparse.Namespace) -> int:
     from nasp.models.fixed import fix
     from nasp.spaces.model import build_model, read_own_search
 
-    for name in ("task", "layers", "channels", "cost_table"):
+    for name in ("task", "layers", "channels"):
         if getattr(args, name) is not None:
             raise NaspError(f"--{name.replace('_', '-')} does not apply to --arch",
                             "leave it out: your model's function fixes its size")
@@ -101,13 +101,29 @@ def own_info(args: argparse.Namespace) -> int:
     print(f"network: {space} for {data}: {c}x{h}x{w} images, {classes} classes")
     print(f"parameters: {count_params(net) / 1e6:.3f} M")
     print(f"multiply-adds: {count_flops(net, (c, h, w)) / 1e6:.1f} M per image")
-    if args.latency:
+    if args.latency or args.cost_table:
         from nasp.cli.info_latency import measured_line
         from nasp.device import resolve_device
 
+        table = None
+        if args.cost_table:
+            from nasp.costs import load_table
+
+            table = load_table(args.cost_table)
+            args.threads = args.threads or table["device"]["threads"]
+            args.clock = args.clock or table.get("clock", "wall")
         if args.threads:
             torch.set_num_threads(args.threads)
-        print(measured_line(net, (c, h, w), resolve_device(args.device or "cpu"), args))
+        print(measured_line(net, (c, h, w), resolve_device(args.device or "cpu"), args,
+                            table["batch_size"] if table else None))
+        if table is not None:
+            from nasp.costs import predict_model
+            from nasp.supernet.choices import attach
+
+            pred = predict_model(table, attach(build_model(space, c, classes)), arch, "latency")
+            print(f"cost table {args.cost_table} ({table['device']['type']}, "
+                  f"{table['device']['threads']} thread(s), {table.get('clock', 'wall')} "
+                  f"clock): predicts {pred:.3f} ms at batch {table['batch_size']}")
     return 0
 
 

@@ -76,14 +76,16 @@ def _measured_text(measured: dict[int, float], device: Any, clock: str, repeats:
 
 
 def measured_line(net: Any, shape: tuple[int, int, int], device: Any,
-                  args: argparse.Namespace) -> str:
-    """The measured-latency line of any network (a user model's fixed one)."""
+                  args: argparse.Namespace, extra: int | None = None) -> str:
+    """The measured-latency line of any network (a user model's fixed one), at batch 1,
+    ``--batch-size`` and ``extra`` (a cost table's batch)."""
     from nasp.errors import NaspError
 
     if args.batch_size < 1:
         raise NaspError("--batch-size must be at least 1", "use --batch-size 32, for example")
     clock = args.clock or "wall"
-    measured = _measure(net, shape, sorted({1, args.batch_size}), device, args.repeats, clock)
+    batches = sorted({1, args.batch_size} | ({extra} if extra else set()))
+    measured = _measure(net, shape, batches, device, args.repeats, clock)
     return _measured_text(measured, device, clock, args.repeats)
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", default="nasp-7", help="search space (default: nasp-7)")
+    parser.add_argument("--space", default="nasp-7", help="search space (default: nasp-7), "
+                        "or your own model: FILE.py:FUNCTION (every candidate of every Choice "
+                        "is timed on the inputs it receives in the model)")
     parser.add_argument("--data", default="fashion-mnist-sample",
                         help="dataset whose image shape and classes the network takes "
                         "(default: fashion-mnist-sample)")
@@ -59,10 +61,13 @@ def run(args: argparse.Namespace) -> int:
     from nasp.costs import profile, save_table
     from nasp.device import resolve_device
     from nasp.spaces import get_space
+    from nasp.spaces.model import is_model_ref
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if is_model_ref(args.space):
+        return _profile_model(args, device)
     space = get_space(args.space)
     (c, h, w, classes), layers, channels = network_size(args.data, args.data_root, args.preset,
                                                         args.layers, args.channels)
@@ -82,4 +87,32 @@ def run(args: argparse.Namespace) -> int:
         size = "x".join(str(s) for s in p["input_size"])
         ops = ", ".join(f"{op} {v['latency_ms']:.3f}" for op, v in p["ops"].items())
         print(f"{p['cell_type']:<7}{p['stride']:>7}{p['channels']:>5}{size:>8}  {ops}")
+    return 0
+
+
+def _profile_model(args: argparse.Namespace, device) -> int:  # noqa: ANN001 - torch.device
+    """``--space FILE.py:FUNCTION``: the candidates of the user's model where they sit."""
+    from nasp.configs.train_cnn import dataset_shape
+    from nasp.costs import profile_model, save_table
+
+    for name in ("layers", "channels"):
+        if getattr(args, name) is not None:
+            from nasp.errors import NaspError
+
+            raise NaspError(f"--{name} does not apply to your own model",
+                            "leave it out: the model's function fixes its size")
+    c, h, w, classes = dataset_shape(args.data, args.data_root)
+    start = time.perf_counter()
+    table = profile_model(args.space, (c, h, w), classes, device, args.batch_size, args.warmup,
+                          args.repeats, data=args.data, clock=args.clock,
+                          progress=lambda what: print(what, file=sys.stderr))
+    save_table(table, args.out)
+    threads = table["device"]["threads"]
+    print(f"{args.space} on {device} ({threads} thread{'' if threads == 1 else 's'}), batch "
+          f"{args.batch_size}, {c}x{h}x{w} images: {len(table['choices'])} choices "
+          f"({time.perf_counter() - start:.1f} s) -> {args.out}")
+    print(f"skeleton (the rest of the network) {table['fixed'][0]['latency_ms']:.3f} ms")
+    for label, cands in table["choices"].items():
+        shown = ", ".join(f"{name} {v['latency_ms']:.3f}" for name, v in cands.items())
+        print(f"{label}: latency ms per candidate (median) {shown}")
     return 0

@@ -45,7 +45,8 @@ _IDENTITY = Identity()  # a probed input of an InputChoice: ⟨∂L/∂out, x_j�
 class Inspection:
     """What one forward pass with every candidate running found, per label: the candidates'
     output shapes (checked to agree), parameters and mult-adds per sample (summed over the
-    modules that share the label), and the inputs each candidate saw (for latency tables)."""
+    modules that share the label), and each call of a Choice with its arguments (``inputs``:
+    (choice, args, kwargs), what a latency table times its candidates on)."""
 
     calls: dict[str, int] = field(default_factory=dict)
     params: dict[str, list[float]] = field(default_factory=dict)
@@ -245,7 +246,7 @@ class Choice(ChoiceModule):
         for table, values in ((inspection.params, params), (inspection.madds, madds)):
             row = table.setdefault(label, [0.0] * len(values))
             table[label] = [a + b for a, b in zip(row, values)]
-        inspection.inputs.setdefault(label, []).append((args, kwargs))
+        inspection.inputs.setdefault(label, []).append((self, args, kwargs))
         return outs[0]
 
 
