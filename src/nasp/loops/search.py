@@ -181,6 +181,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
     ctx = ArchContext(loss=task.loss, weights=optimizer.param_groups[0]["params"],
                       optimizer=optimizer, reduce=d.average_)
     start_epoch, wall, totals = 0, 0.0, dict.fromkeys(PHASES, 0.0)
+    steps_done = 0  # search steps (architecture + weight step) so far, for time per step
     history: dict[str, list[dict[str, Any]]] = {"metrics.jsonl": [], "arch.jsonl": []}
     if run.ckpt is not None:
         ckpt = run.ckpt
@@ -191,6 +192,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         start_epoch, wall, totals = ckpt["epoch"], ckpt["wall_time"], ckpt["totals"]
+        steps_done = ckpt.get("steps", 0)  # runs from before the count resume at 0
         history = ckpt["history"]
     else:
         history["arch.jsonl"].append(_arch_record(-1, strategy))
@@ -249,6 +251,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
                                          refresh=False)
             progress_bar.update(1)
             timer.start()
+            steps_done += 1
         progress_bar.close()
         phases = timer.collect()
         scheduler.step()
@@ -286,7 +289,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
                 "model": model.state_dict(), "strategy": strategy.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "task": task.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
-                "wall_time": wall, "totals": totals, "history": history,
+                "wall_time": wall, "totals": totals, "steps": steps_done, "history": history,
                 "world_size": d.world_size},
                 {"metrics.jsonl": record, "arch.jsonl": arch})
             folder.write_text(_record_file(geno), geno.to_json())
@@ -297,6 +300,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
 
     metrics = history["metrics.jsonl"]
     result = search_result(strategy, task, metrics, cfg, wall, totals, device, d.world_size)
+    result["steps"] = steps_done
     if folder is not None:
         folder.write_text(_record_file(strategy.genotype()), strategy.genotype().to_json())
         folder.write_json("result.json", result)

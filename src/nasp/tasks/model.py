@@ -1,10 +1,12 @@
 """A user's own model, loss and batches as a search task (``nasp.search(model=...)``).
 
-Batches come from any iterables (DataLoaders): each epoch pairs the i-th training batch with
-the i-th validation batch, for as many steps as the shorter one has (or
-``max_steps_per_epoch``). Every tensor of a batch (nested in tuples, lists or dicts) moves to
-the device; with several processes each rank takes its slice of every tensor's first
-dimension, so a batch stays the global batch, as ``--batch-size`` does for nasp's own data.
+Batches come from any iterables (DataLoaders): an epoch is one pass over the training batches
+(or ``max_steps_per_epoch`` of them), each paired with the next validation batch, the
+validation iterable started again whenever it runs out (as DARTS draws a validation batch per
+training batch); a split of 80/20 thus trains on all its training data every epoch. Every
+tensor of a batch (nested in tuples, lists or dicts) moves to the device; with several
+processes each rank takes its slice of every tensor's first dimension, so a batch stays the
+global batch, as ``--batch-size`` does for nasp's own data.
 
 The loss is the user's ``loss(model, batch) -> scalar tensor``, so any task the model's forward
 does (classification, regression, segmentation, ...) searches the same way. The per-epoch
@@ -32,6 +34,7 @@ from nasp.supernet.model import ModelNet
 from nasp.supernet.weighting import Weighting
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
+_END = object()
 MetricsFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 
 
@@ -109,14 +112,13 @@ class ModelSearchTask:
         self.model = model
         self.train, self.valid = train, valid
         self.loss_fn, self.metrics_fn = loss, metrics
-        lengths = [_length(train, "train"), _length(valid, "valid")]
+        n_train, n_valid = _length(train, "train"), _length(valid, "valid")
         steps = cfg.max_steps_per_epoch
-        if None in lengths and steps is None:
-            raise NaspError("train or valid has no len(), so an epoch has no known length",
+        if n_train is None and steps is None:
+            raise NaspError("train has no len(), so an epoch has no known length",
                             "pass max_steps_per_epoch=N (steps per epoch)")
-        known = [n for n in lengths if n is not None]
-        self.steps = min([*known, *([steps] if steps else [])])
-        if self.steps < 1:
+        self.steps = min(n for n in (n_train, steps) if n is not None)
+        if self.steps < 1 or n_valid == 0:
             raise NaspError("train or valid holds no batch", "pass non-empty iterables")
         self.generators = {"train": _generators(train), "valid": _generators(valid)}
         self._check(next(iter(train)))
@@ -143,8 +145,14 @@ class ModelSearchTask:
         return self.steps
 
     def batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-        pairs = zip(self.train, self.valid)
-        for _, (tb, vb) in zip(range(self.steps), pairs):
+        valid = iter(self.valid)
+        for _, tb in zip(range(self.steps), self.train):
+            vb = next(valid, _END)
+            if vb is _END:  # run out: start the validation batches again (a new order)
+                valid = iter(self.valid)
+                vb = next(valid, _END)
+                if vb is _END:
+                    raise NaspError("valid yields no batch", "pass a non-empty iterable")
             yield self._prepare(tb), self._prepare(vb)
 
     def loss(self, batch: Any, weighting: Weighting) -> torch.Tensor:
