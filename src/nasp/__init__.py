@@ -7,8 +7,7 @@ from nasp.errors import NaspError  # noqa: E402
 
 _API = ("search", "resume", "train", "search_or_continue")
 # your own model as the search space: choices in any nn.Module, and its fixed network
-_CHOICES = {"Choice": "nasp.supernet.choices", "InputChoice": "nasp.supernet.choices",
-            "fix": "nasp.models.fixed"}
+_CHOICES = {"Choice": "nasp.choices", "InputChoice": "nasp.choices", "fix": "nasp.models.fixed"}
 
 
 def __getattr__(name: str):
@@ -25,10 +24,6 @@ def __getattr__(name: str):
         import importlib
 
         return getattr(importlib.import_module(_CHOICES[name]), name)
-    if name == "choices":  # nasp.choices.use(model, arch)
-        import importlib
-
-        return importlib.import_module("nasp.supernet.choices")
     raise AttributeError(name)
 
 

@@ -104,8 +104,10 @@ def _run(options: dict[str, Any], config: str | os.PathLike | None, run_dir: Pat
 def score_options(run_dir: Path, options: dict[str, Any], score_epochs: int) -> dict[str, Any]:
     """The ``fixed`` search that scores a run's final architecture: trained from scratch on the
     weight split for ``score_epochs``, evaluated on the held-out test set."""
+    record = ({"arch": str(run_dir / "arch.json")} if (run_dir / "arch.json").exists()
+              else {"genotype": str(run_dir / "genotype.json")})  # a user model's, or a cell's
     return {**options, "strategy": "fixed", "epochs": score_epochs, "evaluate_on": "test",
-            "strategy_options": {"genotype": str(run_dir / "genotype.json")}}
+            "strategy_options": record}
 
 
 def score_run(run_dir: Path, options: dict[str, Any], config: str | os.PathLike | None,
@@ -231,10 +233,19 @@ def _check_strategies(names: Sequence[str], per_strategy: dict[str, dict[str, An
     option fails before hours of other runs, not in the middle of them."""
     from nasp.strategies import build_strategy
 
+    space = None
     for name in names:
-        build_strategy(resolve(SearchConfig, {**search_options, "strategy": name,
-                                              "strategy_options": dict(per_strategy.get(name, {}))},
-                               config))
+        cfg = resolve(SearchConfig, {**search_options, "strategy": name,
+                                     "strategy_options": dict(per_strategy.get(name, {}))},
+                      config)
+        if space is None and cfg.own_model:  # a user model's space: its choices
+            from nasp.configs.train_cnn import dataset_shape
+            from nasp.spaces.model import build_model
+            from nasp.supernet.choices import attach
+
+            c, _, _, classes = dataset_shape(cfg.data, cfg.data_root)
+            space = attach(build_model(cfg.space, c, classes))
+        build_strategy(cfg, "cpu", space)
 
 
 class Progress:
