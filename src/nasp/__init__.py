@@ -20,6 +20,10 @@ def __getattr__(name: str):
         from nasp.export.load import load
 
         return load
+    if name == "choices":  # nasp.choices.use(model, arch) without importing it first
+        import importlib
+
+        return importlib.import_module("nasp.choices")
     if name in _CHOICES:
         import importlib
 
