@@ -78,3 +78,8 @@ def fix(model: nn.Module, arch: Mapping[str, Any], fresh: bool = False) -> nn.Mo
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
     return fixed
+
+
+def params_m(model: nn.Module) -> float:
+    """Parameters of a network, in millions."""
+    return sum(p.numel() for p in model.parameters()) / 1e6

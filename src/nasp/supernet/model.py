@@ -8,7 +8,7 @@ charged the same way whichever way its data comes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
@@ -83,9 +83,3 @@ class ModelNet:
                                                                         cell.num_ops,
                                                                         dtype=torch.float64)
         return out
-
-    def params_m(self, arch: Mapping[str, Any]) -> float:
-        """Parameters (M) of the fixed network of ``arch``."""
-        from nasp.models.fixed import fix
-
-        return sum(p.numel() for p in fix(self.module, arch).parameters()) / 1e6

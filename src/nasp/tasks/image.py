@@ -20,6 +20,7 @@ from nasp.device import resolve_memory_format
 from nasp.distributed import Dist
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
+from nasp.models.fixed import fix, params_m
 from nasp.spaces import get_space
 from nasp.spaces.base import SearchSpace
 from nasp.spaces.model import build_model, is_model_ref
@@ -157,7 +158,7 @@ class ImageSearchTask:
         """Parameters (M) of the genotype's evaluation network at the paper's size (20 cells,
         C=36) for this data, for size-vs-λ plots."""
         if self.net is not None:  # a user model: its fixed network as it was searched
-            return self.net.params_m(genotype)
+            return params_m(fix(self.model, genotype))
         from nasp.models import build_eval_model, count_params
 
         ds = self.dataset

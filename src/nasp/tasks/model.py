@@ -30,6 +30,7 @@ from torch import nn
 from nasp.configs import SearchConfig
 from nasp.distributed import Dist
 from nasp.errors import NaspError
+from nasp.models.fixed import fix, params_m
 from nasp.supernet.model import ModelNet
 from nasp.supernet.weighting import Weighting
 
@@ -198,7 +199,7 @@ class ModelSearchTask:
         return {}
 
     def eval_params_m(self, arch: Any) -> float:
-        return self.net.params_m(arch)
+        return params_m(fix(self.model, arch))
 
     def raw_costs(self, kind: str, table: str | None = None) -> dict[str, torch.Tensor]:
         return self.net.raw_costs(kind, table)
