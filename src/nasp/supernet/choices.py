@@ -49,7 +49,8 @@ class Inspection:
     (choice, args, kwargs), what a latency table times its candidates on)."""
 
     calls: dict[str, int] = field(default_factory=dict)
-    params: dict[str, list[float]] = field(default_factory=dict)
+    seen: set[int] = field(default_factory=set)  # Choice modules counted (a module run twice
+    params: dict[str, list[float]] = field(default_factory=dict)  # has its weights once)
     madds: dict[str, list[float]] = field(default_factory=dict)
     inputs: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -243,6 +244,9 @@ class Choice(ChoiceModule):
                             f"shapes ({shown})", "every candidate must map the choice's input "
                             "to the same shape (e.g. pad convolutions to keep the size)")
         inspection.calls[label] = inspection.calls.get(label, 0) + 1
+        if id(self) in inspection.seen:  # the same module called again: its work, not weights
+            params = [0.0] * len(params)
+        inspection.seen.add(id(self))
         for table, values in ((inspection.params, params), (inspection.madds, madds)):
             row = table.setdefault(label, [0.0] * len(values))
             table[label] = [a + b for a, b in zip(row, values)]
