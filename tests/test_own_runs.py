@@ -192,3 +192,34 @@ def test_latency_costs_come_from_a_profile_of_the_model(tmp_path):
     res = own_models.run("search", False, epochs=3, lambda_cost=50.0, cost="latency",
                          cost_table=str(tmp_path / "costs.json"))
     assert res.arch["b1"] == "k3" and res.arch["b2"] == "k3", res.arch
+
+
+def test_a_space_file_search_resumes_exactly_from_the_command_line(tmp_path):
+    """``nasp search --space FILE.py:FUNCTION`` stopped after its first epoch and continued
+    with ``nasp search --resume`` ends as the straight run: the folder records the function."""
+    from nasp.cli import main
+    from nasp.configs import SearchConfig, resolve
+    from nasp.loops.search import run_search
+
+    space_file = tmp_path / "space.py"
+    space_file.write_text("import own_models\n\ndef small(in_channels, num_classes):\n"
+                          "    return own_models.Small(in_channels, num_classes)\n")
+    opts = dict(space=f"{space_file}:small", max_train_samples=128, batch_size=16,
+                max_steps_per_epoch=3, epochs=3, device="cpu")
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert main(["search", "--quiet", "--out", str(straight),
+                 *[f"--{k.replace('_', '-')}={v}" for k, v in opts.items()]]) == 0
+
+    class Kill(Exception):
+        pass
+
+    def kill(epoch, record):
+        if epoch == 0:
+            raise Kill
+
+    with pytest.raises(Kill):
+        run_search(resolve(SearchConfig, {**opts, "out": str(cut)}), cut, progress=False,
+                   on_epoch_end=kill)
+    assert main(["search", "--resume", str(cut), "--quiet"]) == 0
+    for name in ("arch.jsonl", "arch.json"):
+        assert (straight / name).read_text() == (cut / name).read_text(), name
