@@ -158,15 +158,13 @@ def _in_child(job: dict[str, Any], threads: int | None = None,
     """``search_and_score`` in a fresh interpreter that dies with this one; a ``NaspError``
     there is raised here, a death by signal (the out-of-memory killer) is named as such.
     ``threads`` caps the child's CPU threads unless the user already set OMP_NUM_THREADS."""
-    import nasp
-
     with tempfile.TemporaryDirectory(prefix="nasp-compare-") as tmp:
         job_file, answer = Path(tmp) / "job.json", Path(tmp) / "answer.json"
         job_file.write_text(json.dumps(job, default=str))
         env = dict(os.environ)
         if threads is not None and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(threads)
-        src = str(Path(nasp.__file__).resolve().parents[1])  # this very nasp, installed or not
+        src = str(Path(__file__).resolve().parents[1])  # this very nasp, installed or not
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         code = subprocess.call([sys.executable, "-c", "import sys; from nasp.compare import "
                                 "_child_main; _child_main(sys.argv[1], sys.argv[2], "
