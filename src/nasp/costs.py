@@ -207,9 +207,9 @@ def save_table(table: dict[str, Any], path: str | os.PathLike) -> None:
 def load_table(table: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """A cost table from its file (or the dict itself), checked for format and version."""
     if not isinstance(table, dict):
-        from nasp.run_folder import read_json
+        from nasp.files import read_json
 
-        table = read_json(Path(table))
+        table = read_json(Path(table), "give --cost-table a JSON file made by nasp profile")
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
         raise NaspError("not a nasp cost table", "make one with nasp profile -o costs.json")
     if table.get("version") != TABLE_VERSION:
