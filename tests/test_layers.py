@@ -39,7 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("nb201", ("nasp.nb201",)),
     ("ops", ("nasp.ops", "nasp.rnn_ops")),
     ("data", ("nasp.data",)),
-    ("devices and ranks", ("nasp.device", "nasp.distributed", "nasp.collectives")),
+    ("devices and ranks", ("nasp.device", "nasp.distributed", "nasp.collectives",
+                           "nasp.heartbeat")),
     ("foundation", ("nasp.errors", "nasp.registry", "nasp.files", "nasp.version")),
 ]
 
