@@ -411,7 +411,9 @@ def _check_same_runs(names: list[str], seed_list: list[int], out_dir: Path,
     for name in names:
         for seed in seed_list:
             run_dir = out_dir / run_name(name, seed)
-            if (run_dir / "config.json").is_file():
+            # what search_or_continue would reuse or resume (a run that died before its first
+            # epoch is started again, whatever its options)
+            if (run_dir / "result.json").exists() or (run_dir / "checkpoint.pt").exists():
                 options = {**search_options, "strategy": name, "seed": seed,
                            "strategy_options": dict(per_strategy.get(name, {})),
                            "out": str(run_dir)}
