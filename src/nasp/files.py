@@ -102,16 +102,6 @@ def input_file(path: str | os.PathLike, option: str, what: str = "file") -> Path
     return p
 
 
-def input_folder(path: str | os.PathLike, option: str, what: str = "folder") -> Path:
-    """An existing folder a command reads (``--data-root`` ...), or the one clear error."""
-    p = _given(path, option)
-    if p.exists() and not p.is_dir():
-        raise NaspError(f"{what} {p} is a file, not a folder", f"give {option} a folder")
-    if not p.exists():
-        raise NaspError(f"{what} {p} does not exist", f"check the {option} path")
-    return p
-
-
 def check_output(path: str | os.PathLike, option: str, folder: bool = False) -> Path:
     """Refuse, before any work and without writing anything, an output a command could not
     write: an empty path, a folder where a file goes (or a file where a folder goes), a path
