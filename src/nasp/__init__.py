@@ -1,9 +1,8 @@
 """nasp: differentiable neural architecture search by proximal iterations (NASP), with DARTS,
 PA, ASAP and random-search baselines on one code base."""
 
-__version__ = "0.1.0"
-
-from nasp.errors import NaspError  # noqa: E402
+from nasp.errors import NaspError
+from nasp.version import __version__
 
 _API = ("search", "resume", "train", "search_or_continue")
 # your own model as the search space: choices in any nn.Module, and its fixed network

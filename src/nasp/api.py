@@ -53,11 +53,14 @@ def search(config: str | os.PathLike | None = None, overwrite: bool = False,
     Every strategy and option of the image search applies (``strategy``, ``epochs``, ``seed``,
     ``lr``, ``arch_lr``, ``lambda_cost``, ``device``, ...)."""
     write = options.pop("out", None)
+    if write == "":  # not the default folder: an empty path is a mistake, not "not given"
+        raise NaspError("invalid out: ''", "give --out a folder, or leave it out for the default "
+                        "folder")
     factory = _model_task(model, train, valid, loss, metrics, options)
     cfg = resolve(SearchConfig, options, config)
     if write is False:
         return run_search(cfg, None, progress=progress, task_factory=factory)
-    cfg.out = str(write or cfg.default_out())
+    cfg.out = str(write or cfg.out or cfg.default_out())
     return run_search(cfg, cfg.out, overwrite=overwrite, progress=progress,
                       task_factory=factory)
 
@@ -105,8 +108,9 @@ def search_or_continue(config: str | os.PathLike | None = None, progress: bool =
         how, result = d.from_main(lambda: _state_of(out, cfg))
         if how == "reused":
             return result, how
-        if how == "resumed":
-            return resume(out, progress=progress, command="search").result, how
+        if how == "resumed":  # with its checkpoint's threads, unless told otherwise
+            threads = {"threads": cfg.threads} if options.get("threads") is not None else {}
+            return resume(out, progress=progress, command="search", **threads).result, how
         # nothing to continue (at most a config.json of a run that died before its first epoch)
         options = {**options, "out": str(out)}
         return search(config=config, overwrite=True, progress=progress, **options).result, how
@@ -127,7 +131,7 @@ def _state_of(out: Path, cfg: SearchConfig) -> tuple[str, dict[str, Any] | None]
 
 # config keys that may differ between a saved run and the same run asked for again
 _NOT_COMPARED = {"command", "out", "device", "log_every", "tensorboard", "check_sync",
-                 "dist_timeout"}
+                 "dist_timeout", "threads"}
 
 
 def check_same_run(run_dir: Path, cfg: SearchConfig) -> None:

@@ -38,12 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from nasp.configs import SearchConfig, resolve
+from nasp.configs.base import MAX_SEED
 from nasp.errors import NaspError
 from nasp.run_folder import (
     acquire_lock,
     atomic_write_bytes,
+    check_output,
     ensure_dir,
     read_json,
+    refuse_if_locked,
     release_lock,
     write_json,
 )
@@ -160,15 +163,13 @@ def _in_child(job: dict[str, Any], threads: int | None = None,
     """``search_and_score`` in a fresh interpreter that dies with this one; a ``NaspError``
     there is raised here, a death by signal (the out-of-memory killer) is named as such.
     ``threads`` caps the child's CPU threads unless the user already set OMP_NUM_THREADS."""
-    import nasp
-
     with tempfile.TemporaryDirectory(prefix="nasp-compare-") as tmp:
         job_file, answer = Path(tmp) / "job.json", Path(tmp) / "answer.json"
         job_file.write_text(json.dumps(job, default=str))
         env = dict(os.environ)
         if threads is not None and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(threads)
-        src = str(Path(nasp.__file__).resolve().parents[1])  # this very nasp, installed or not
+        src = str(Path(__file__).resolve().parents[1])  # this very nasp, installed or not
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         code = subprocess.call([sys.executable, "-c", "import sys; from nasp.compare import "
                                 "_child_main; _child_main(sys.argv[1], sys.argv[2], "
@@ -206,8 +207,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _child_main(job_file: str, answer_file: str, parent: int) -> None:
+    from nasp.run_folder import HOLDER
+
     _die_with_parent(parent)
     job = json.loads(Path(job_file).read_text())
+    HOLDER.append(f"nasp compare worker for {job['run_dir']}")  # its locks name it so
     try:
         reply: dict[str, Any] = {"how": search_and_score(**job)}
     except NaspError as e:
@@ -340,6 +344,12 @@ def compare(
                         "(bash FILE, or one scheduler job per line)")
     names = parse_list(strategies, str, "strategies")
     seed_list = parse_list(seeds, int, "seeds")
+    outside = [s for s in seed_list if not 0 <= s <= MAX_SEED]
+    if outside:
+        raise NaspError(f"seeds {outside} are outside the seed range",
+                        f"use seeds between 0 and {MAX_SEED}")
+    out_dir = check_output(out, "--out", folder=True)
+    refuse_other_runs(out_dir)
     for name in names:
         get_strategy(name)  # an unknown name fails before any run starts
     bad = {"strategy", "seed", "out"} & set(search_options)
@@ -351,6 +361,9 @@ def compare(
     # search's epochs (the same for every strategy)
     base = resolve(SearchConfig, {**search_options, "strategy": names[0]}, config)
     _check_strategies(names, per_strategy, search_options, config)
+    from nasp.device import resolve_device
+
+    resolve_device(base.device)  # here, not in the first run's process after the table began
     epochs = score_epochs if score_epochs is not None else base.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise NaspError(f"invalid score epochs {score_epochs!r}", "use --score-epochs 1 or more")
@@ -358,10 +371,25 @@ def compare(
         raise NaspError(f"invalid jobs {jobs!r}", "use --jobs 1 or more")
     if jobs > 1 and not isolate:
         raise NaspError("parallel runs need a process each", "drop --in-process or use --jobs 1")
-    out_dir = ensure_dir(out).resolve()  # absolute: plan lines run from anywhere
     if plan is not None:
-        return _plan(Path(plan), names, seed_list, out_dir, per_strategy, search_options,
+        plan_path = check_output(plan, "--plan")
+        try:
+            prefix = shlex.split(launch)
+        except ValueError as e:
+            raise NaspError(f"cannot split --launch {launch!r} into words ({e})",
+                            "quote it as a shell would, e.g. --launch 'torchrun "
+                            "--nproc-per-node 4 -m nasp'") from None
+        if not prefix:
+            raise NaspError("--launch is empty", "give the command that starts nasp, e.g. "
+                            "--launch nasp or --launch 'torchrun --nproc-per-node 4 -m nasp'")
+        out_dir = ensure_dir(out_dir).resolve()  # absolute: plan lines run from anywhere
+        return _plan(plan_path, names, seed_list, out_dir, per_strategy, search_options,
                      config, epochs, launch, log)
+    if out_dir.is_dir():  # a compare refused here writes nothing, not even its .lock
+        refuse_if_locked(out_dir)
+        if not overwrite:
+            _check_same_runs(names, seed_list, out_dir, per_strategy, search_options, config)
+    out_dir = ensure_dir(out_dir).resolve()
     acquire_lock(out_dir)
     try:
         return _compare(names, seed_list, out_dir, per_strategy, search_options, config, epochs,
@@ -369,6 +397,38 @@ def compare(
                         command or "the same nasp compare call")
     finally:
         release_lock(out_dir)
+
+
+def refuse_other_runs(out: Path) -> None:
+    """A compare's folder holds its runs and its table, never a search or training run of its
+    own: the comparison would be written into that run's folder."""
+    from nasp.configs import read_run_config, run_kind
+
+    if not (out / "config.json").is_file():
+        return
+    command, _ = run_kind(read_run_config(out))
+    raise NaspError(f"{out} holds a `nasp {command}` run, not a comparison",
+                    "give --out a new folder, or the folder of an earlier nasp compare")
+
+
+def _check_same_runs(names: list[str], seed_list: list[int], out_dir: Path,
+                     per_strategy: dict[str, dict[str, Any]], search_options: dict[str, Any],
+                     config: str | os.PathLike | None) -> None:
+    """Every run folder already in ``out_dir`` was made with the options asked for now: checked
+    before anything is written, so a compare refused for other options leaves the folder (its
+    compare.json, its table) as it was."""
+    from nasp.api import check_same_run
+
+    for name in names:
+        for seed in seed_list:
+            run_dir = out_dir / run_name(name, seed)
+            # what search_or_continue would reuse or resume (a run that died before its first
+            # epoch is started again, whatever its options)
+            if (run_dir / "result.json").exists() or (run_dir / "checkpoint.pt").exists():
+                options = {**search_options, "strategy": name, "seed": seed,
+                           "strategy_options": dict(per_strategy.get(name, {})),
+                           "out": str(run_dir)}
+                check_same_run(run_dir, resolve(SearchConfig, options, config))
 
 
 def _flags(options: dict[str, Any], config: str | os.PathLike | None) -> list[str]:

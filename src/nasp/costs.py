@@ -49,6 +49,7 @@ from nasp.genotype import Genotype
 from nasp.latency import Timing, modules_latency
 from nasp.ops import module_by_module
 from nasp.spaces.base import SearchSpace
+from nasp.supernet.model import ModelNet
 
 TABLE_FORMAT, TABLE_VERSION = "nasp-cost-table", 1
 KINDS = {"params": "params", "madds": "madds", "latency": "latency_ms"}
@@ -207,9 +208,9 @@ def save_table(table: dict[str, Any], path: str | os.PathLike) -> None:
 def load_table(table: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """A cost table from its file (or the dict itself), checked for format and version."""
     if not isinstance(table, dict):
-        from nasp.run_folder import read_json
+        from nasp.files import read_json
 
-        table = read_json(Path(table))
+        table = read_json(Path(table), "give --cost-table a JSON file made by nasp profile")
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
         raise NaspError("not a nasp cost table", "make one with nasp profile -o costs.json")
     if table.get("version") != TABLE_VERSION:
@@ -295,7 +296,6 @@ def profile_model(ref: str, input_shape: tuple[int, int, int], num_classes: int,
     """The cost table of the model ``ref`` builds (``FILE.py:FUNCTION``) for this input."""
     from nasp.models.fixed import fix
     from nasp.spaces.model import build_model
-    from nasp.supernet.model import ModelNet
 
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise NaspError("batch size and repeats must be at least 1, warm-up at least 0",
@@ -403,6 +403,15 @@ def model_cost_matrices(table: dict[str, Any] | str | os.PathLike, space: Search
                 m[0, k] = float(entry[key])
         out[label] = m
     return out
+
+
+def own_costs(net: ModelNet, kind: str, table: str | os.PathLike | None = None
+              ) -> dict[str, torch.Tensor]:
+    """A user model's raw (edges, ops) costs per label: from ``table`` (``nasp profile``)
+    when given, else as its inspection measured them (parameters, mult-adds)."""
+    if table is not None:
+        return model_cost_matrices(load_table(table), net.space, kind)
+    return net.raw_costs(kind)
 
 
 def predict_model(table: dict[str, Any] | str | os.PathLike, space: SearchSpace,

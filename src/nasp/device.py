@@ -123,7 +123,7 @@ def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
     """Where a run's times and memory were measured (``result.json`` ``environment``): a search
     time says little without the device, its threads, the number of processes and the
     releases; ``nasp compare`` names them under its table and says when runs differ."""
-    from nasp import __version__
+    from nasp.version import __version__
 
     return {"device": device_info(device), "world_size": world_size, "torch": torch.__version__,
             "python": platform.python_version(), "nasp": __version__}

@@ -8,8 +8,11 @@ check). Without torchrun it is a single process and every collective is a no-op,
 calls them unconditionally. NCCL drives CUDA (one GPU per process, from LOCAL_RANK), gloo CPU.
 
 A rank that dies or hangs must not block the others forever: every collective runs under the
-group's timeout, and when one fails the survivors ask each other, over a separate small gloo
-group, who is still there, then raise ``RankFailure`` naming the ranks that did not answer.
+group's timeout, and when one fails each survivor looks at the others' signs of life
+(``nasp.heartbeat``: a counter each process bumps from a thread of its own) and raises
+``RankFailure`` naming the ranks that stopped or are stuck elsewhere, within the timeout plus a
+few seconds. Without a key-value store to beat in, the survivors ask each other instead, over
+a separate small gloo group (two or three timeouts).
 (On NCCL a timed-out collective is usually ended by NCCL's own watchdog, whose log names the
 collective; the diagnosis here covers whatever error reaches Python.)
 """
@@ -30,6 +33,7 @@ from torch import nn
 from nasp import collectives as coll
 from nasp.device import resolve_device
 from nasp.errors import NaspError
+from nasp.heartbeat import Heartbeat
 
 DEFAULT_TIMEOUT_S = 600.0
 T = TypeVar("T")
@@ -56,6 +60,7 @@ class Dist:
         self.owns_group, self.bucket_bytes = owns_group, bucket_bytes
         self.bytes_reduced = 0
         self._side: dist.ProcessGroup | None = None
+        self._heartbeat: Heartbeat | None = None
         if world_size > 1:
             ranks = dist.get_process_group_ranks(group) if group is not None else None
             self._src = ranks[0] if ranks else 0
@@ -65,6 +70,8 @@ class Dist:
                                         timeout=timedelta(seconds=self.timeout_s),
                                         use_local_synchronization=True)
             self._ranks = ranks or list(range(world_size))
+            # signs of life, so a stopped rank is named within the timeout plus a few seconds
+            self._heartbeat = Heartbeat.start(self._ranks, self._ranks[rank], self.timeout_s)
 
     # --- who am I ---------------------------------------------------------------------------
     @property
@@ -234,6 +241,8 @@ class Dist:
     # --- failure handling -------------------------------------------------------------------
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
+        if self._heartbeat is not None:
+            self._heartbeat.entered += 1  # the same count on every rank at the same collective
         try:
             yield
         except torch.cuda.OutOfMemoryError:
@@ -244,11 +253,12 @@ class Dist:
             cause = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip()).split(". ")[0][:200]
             if missing:
                 who = ", ".join(map(str, missing))
+                where = self._heartbeat.describe(missing[0]) if self._heartbeat else ""
                 raise RankFailure(
                     f"rank {self.rank}: {what} failed: rank {who} stopped answering (dead, or "
                     f"stuck for over {self.timeout_s:g} s; {cause})",
-                    f"see the output of rank {missing[0]}; if it was only slow, raise the "
-                    "collective timeout") from exc
+                    f"see the output of rank {missing[0]}" + (f" ({where})" if where else "")
+                    + "; if it was only slow, raise the collective timeout") from exc
             raise RankFailure(
                 f"rank {self.rank}: {what} failed although every rank answered ({cause})",
                 "the ranks ran different collectives: a bug in nasp, please report it") from exc
@@ -256,10 +266,17 @@ class Dist:
     def _unresponsive(self) -> list[int]:
         if self._side is None:
             return []
+        if self._heartbeat is not None:  # signs of life: a few seconds, nobody must answer
+            stopped = self._heartbeat.stopped()
+            if stopped is not None:
+                return stopped
         return coll.unresponsive_ranks(self._side, self.rank, self._ranks, self.timeout_s)
 
     def close(self) -> None:
         """Destroy the groups this object made (not a caller's group)."""
+        if self._heartbeat is not None:
+            self._heartbeat.close()
+            self._heartbeat = None
         if self._side is not None:
             dist.destroy_process_group(self._side)
             self._side = None

@@ -176,8 +176,10 @@ class Genotype:
                             + ", ".join(sorted(set(GENOTYPES["cnn"]) | set(GENOTYPES["lm"]))))
         try:
             data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise NaspError(f"{p} is not valid JSON: {e}", "fix or regenerate the file") from None
+        except OSError as e:
+            raise NaspError(f"cannot read {p}: {e.strerror or e}", "check the path") from None
         return cls.from_dict(data, str(p))
 
     def validate(self, source: str = "genotype") -> None:

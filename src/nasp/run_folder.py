@@ -38,7 +38,7 @@ import torch
 from nasp.errors import NaspError
 
 # torch-free helpers, re-exported: the viz commands read run folders without loading torch
-from nasp.files import ensure_dir, output_errors, read_json, write_error  # noqa: F401
+from nasp.files import check_output, ensure_dir, output_errors, read_json, write_error  # noqa: F401
 
 # files a run writes; a run replaced with --overwrite loses all of them
 RUN_FILES = ("config.json", "metrics.jsonl", "arch.jsonl", "genotype.json", "result.json",
@@ -198,10 +198,29 @@ def load_checkpoint(path: str | os.PathLike,
                         "the file is damaged; start the run again") from None
 
 
+def _signature(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 # --- the lock ------------------------------------------------------------------------------------
 
 # path -> (fd, depth): a process may lock a folder it already holds (compare -> its own search)
 _HELD: dict[str, list[int]] = {}
+# what a lock says holds it, after the process id: set by processes whose command line says
+# nothing (a compare's worker is ``python -c ...``)
+HOLDER: list[str] = []
+# the run folders this process has opened to write, latest last (named when it is interrupted)
+OPENED: list[Path] = []
+
+
+def _holder() -> str:
+    if HOLDER:
+        return HOLDER[-1]
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("nasp", "__main__.py"):
+        argv[0] = "nasp"
+    return " ".join(argv[:3]) or "python"
 
 
 def _describe_holder(lock_path: Path) -> str:
@@ -261,7 +280,7 @@ def acquire_lock(folder: Path) -> None:
         os.close(fd)
         raise _in_use(folder) from None
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()} ({' '.join(sys.argv[:3]) or 'python'})".encode())
+    os.write(fd, f"{os.getpid()} ({_holder()})".encode())
     _HELD[key] = [fd, 1]
 
 
@@ -292,6 +311,8 @@ class RunFolder:
         self.writer = writer
         self._overwrite = overwrite
         self.tensorboard: Any = None  # a TensorBoardLogger once ``log_to_tensorboard``
+        # a resumed run's checkpoint, read (on the CPU) before its folder was locked
+        self._checkpoint: dict[str, Any] | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, resume: bool, overwrite: bool = False,
@@ -323,6 +344,7 @@ class RunFolder:
         self.path = ensure_dir(self.path)
         acquire_lock(self.path)
         self.started = True
+        OPENED.append(self.path)
         try:
             self.check_new(self.path, self._overwrite)  # again: no one else can write now
             if self._overwrite:
@@ -335,14 +357,19 @@ class RunFolder:
     # opening ----------------------------------------------------------------------------------
     @staticmethod
     def check_new(path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Refuse, before any work, to start a run where one already is (read-only)."""
+        """Refuse, before any work, to start a run where one already is, or where none can be
+        written (leaves everything as it was). A folder another process is writing is named
+        as such first: the other ways out (--resume, --overwrite) would be refused too."""
         p = Path(path)
         if p.exists() and not p.is_dir():
             raise NaspError(f"{p} is a file, not a folder", "choose another --out")
+        if p.is_dir():
+            refuse_if_locked(p)
         if not overwrite and any((p / name).exists() for name in ("checkpoint.pt", "config.json")):
             raise NaspError(f"run folder {p} already holds a run",
                             f"pass --resume {p} to continue it, --overwrite to replace it, "
                             "or choose another --out")
+        check_output(p, "--out", folder=True)
 
     @classmethod
     def create(cls, path: str | os.PathLike, overwrite: bool = False) -> RunFolder:
@@ -363,16 +390,22 @@ class RunFolder:
             f"{p} has no checkpoint yet (the run stopped before its first epoch ended)",
             f"start it again: `{command} --out {p} --overwrite` with the options it was "
             "started with")
-        # checked before locking, so a failed resume leaves the folder as it was (no new .lock)
+        # checked, and the checkpoint read, before locking: a failed resume leaves the folder as
+        # it was (no new .lock, nor one rewritten with this process's id)
+        refuse_if_locked(p)  # a running run (maybe still in its first epoch): name its process
         if not (p / "checkpoint.pt").is_file():
-            refuse_if_locked(p)  # a running first epoch: name its process instead
             raise no_checkpoint
+        signature = _signature(p / "checkpoint.pt")
+        checkpoint = load_checkpoint(p / "checkpoint.pt")
         acquire_lock(p)
         folder = cls(p, resumed=True)
         folder.started = True
         if not (p / "checkpoint.pt").is_file():  # an --overwrite took it before our lock
             folder.close()
             raise no_checkpoint
+        if _signature(p / "checkpoint.pt") == signature:  # else a writer replaced it meanwhile
+            folder._checkpoint = checkpoint
+        OPENED.append(p)
         _remove_stale_tmp(p)
         return folder
 
@@ -435,6 +468,10 @@ class RunFolder:
 
     def load_checkpoint(self, device: str | torch.device = "cpu",
                         name: str = "checkpoint.pt") -> dict[str, Any]:
+        if name == "checkpoint.pt" and self._checkpoint is not None:
+            checkpoint, self._checkpoint = self._checkpoint, None
+            if torch.device(device).type == "cpu":
+                return checkpoint
         return load_checkpoint(self.path / name, device)
 
     def end_epoch(self, state: dict[str, Any], logs: dict[str, dict[str, Any]]) -> None:

@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     if getattr(args, "_missing", False):
         parser.error(f"subcommand {args.command!r} is not available in this build")
+    opened = _opened_run_folders()  # those of earlier calls in this process are not this one's
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except NaspError as e:
@@ -73,14 +74,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if args.command == "compare":
-            how = "run the same `nasp compare` command again to continue"
-        elif args.command in ("search", "train"):
-            how = f"continue with `nasp {args.command} --resume RUN_FOLDER`"
-        else:
-            how = "run the command again"
-        print(f"interrupted; {how}", file=sys.stderr)
+        print(f"interrupted; {_how_to_continue(args.command, _opened_run_folders()[len(opened):])}",
+              file=sys.stderr)
         return 130
+
+
+def _opened_run_folders() -> list:
+    """The run folders this process opened to write (``nasp.run_folder`` is loaded once one
+    was; not imported here, it brings torch)."""
+    run_folder = sys.modules.get("nasp.run_folder")
+    return list(run_folder.OPENED) if run_folder is not None else []
+
+
+def _how_to_continue(command: str, opened: list) -> str:
+    """What continues an interrupted command: for a search or training run, the command that
+    resumes the very folder it was writing."""
+    if command == "compare":
+        return "run the same `nasp compare` command again to continue"
+    if command not in ("search", "train"):
+        return "run the command again"
+    if not opened:
+        return "nothing was written; run the command again"
+    folder = opened[-1]
+    if not (folder / "checkpoint.pt").is_file():
+        return (f"no epoch of {folder} finished, so there is nothing to resume; run the "
+                "command again with --overwrite")
+    return f"continue with `nasp {command} --resume {folder}`"
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nasp.cli.options import add_config_options, given_options
+from nasp.cli.options import add_config_options, given_options, path_text
 from nasp.configs import SearchConfig
 
 
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default="0,1,2",
                         help="comma-separated seeds, one search per strategy and seed "
                              "(default: %(default)s)")
-    parser.add_argument("--out", required=True, metavar="DIR",
+    parser.add_argument("--out", required=True, metavar="DIR", type=path_text,
                         help="folder of the runs (DIR/<strategy>-s<seed>/) and the table "
                              "(DIR/comparison.md, DIR/comparison.csv); an interrupted compare "
                              "continues there")
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs to train each final architecture from scratch on the "
                              "weight split before scoring it on the held-out test set "
                              "(default: the search's epochs)")
-    parser.add_argument("--config", help="JSON file of search options (CLI options override it)")
+    parser.add_argument("--config", type=path_text,
+                        help="JSON file of search options (CLI options override it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo runs already in DIR instead of reusing them")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cpu_count/N CPU threads (unless OMP_NUM_THREADS is set); their "
                              "wall times are then those of a shared machine, and progress "
                              "bars are off (default: 1)")
-    parser.add_argument("--plan", metavar="FILE",
+    parser.add_argument("--plan", metavar="FILE", type=path_text,
                         help="run nothing here: write FILE, one command line per (strategy, "
                              "seed) doing its search and its scoring, for a scheduler; once "
                              "FILE exists, tabulate what finished and list what has not")

@@ -15,14 +15,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from nasp.cli.options import path_arg, path_text
 from nasp.errors import NaspError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("genotype", metavar="GENOTYPE",
+    parser.add_argument("genotype", metavar="GENOTYPE", type=path_text,
                         help="genotype.json, a search run folder, a published name, or a "
                         "NAS-Bench-201 cell string ('|nor_conv_3x3~0|+|...|')")
-    parser.add_argument("-o", "--out", type=Path, default=Path("cell.svg"),
+    parser.add_argument("-o", "--out", type=path_arg, default=Path("cell.svg"),
                         help="output file; .svg .png .pdf .dot or .gv (default: cell.svg)")
     parser.add_argument("--task", choices=("cnn", "lm"), default=None,
                         help="which published architectures a name refers to (default: cnn, "
@@ -72,10 +73,11 @@ def load_genotype(spec: str, task: str | None = None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasp.files import output_errors
+    from nasp.files import check_output, output_errors
     from nasp.viz.cells import draw_genotype
 
     genotype = load_genotype(args.genotype, args.task)
+    check_output(args.out, "-o")  # also the folder of --split's files, before any drawing
     with output_errors(args.out):  # -o under a file or an unwritable place: one line
         paths = draw_genotype(genotype, args.out, split=args.split, engine=args.engine)
     for path in paths:

@@ -10,12 +10,13 @@ succeeds (see ``nasp.export.formats`` for the tolerance).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from nasp.cli.options import path_arg, path_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help="a `nasp train` run folder")
-    parser.add_argument("-o", "--out", type=Path, required=True,
+    parser.add_argument("run", metavar="RUN", type=path_text, help="a `nasp train` run folder")
+    parser.add_argument("-o", "--out", type=path_arg, required=True,
                         help="output file (.onnx, .pt2 or .safetensors)")
     parser.add_argument("--format", choices=("onnx", "pt2", "safetensors"), default=None,
                         help="file format (default: from the suffix of -o)")

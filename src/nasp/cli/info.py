@@ -15,16 +15,17 @@ from __future__ import annotations
 import argparse
 
 from nasp.cli import info_latency
+from nasp.cli.options import path_text
 from nasp.errors import NaspError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--genotype",
+    which.add_argument("--genotype", type=path_text,
                        help="a published name (DARTS_V1, DARTS_V2, NASP_12), a genotype.json, "
                        "a search run folder, or a NAS-Bench-201 cell string "
                        "('|nor_conv_3x3~0|+|...|')")
-    which.add_argument("--arch", metavar="RUN",
+    which.add_argument("--arch", metavar="RUN", type=path_text,
                        help="a search of your own model (nasp search --space FILE.py:FUNCTION): "
                        "its architecture, and the size of its fixed network for the search's "
                        "data (or --data)")
@@ -33,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="dataset whose image shape and classes to use "
                         "(default: 3x32x32 images, 10 classes)")
-    parser.add_argument("--data-root", default=None, help="folder of the dataset's files, "
-                        "needed only for datasets without a fixed shape (folder)")
+    parser.add_argument("--data-root", default=None, type=path_text,
+                        help="folder of the dataset's files, needed only for datasets without a "
+                        "fixed shape (folder)")
     parser.add_argument("--layers", type=int, default=None,
                         help="cells (default 20; 14 for 64x64 data)")
     parser.add_argument("--channels", type=int, default=None,
@@ -127,9 +129,24 @@ def own_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Every number and name of the command line, before anything is built or printed."""
+    checks = [(args.layers is None or args.layers >= 3, "layers", "use --layers 3 or more"),
+              (args.channels is None or (args.channels >= 2 and args.channels % 2 == 0),
+               "channels", "use an even --channels >= 2"),
+              (args.ntokens >= 1, "ntokens", "use --ntokens 1 or more"),
+              (args.emsize >= 1, "emsize", "use --emsize 1 or more"),
+              (args.nhid >= 1, "nhid", "use --nhid 1 or more")]
+    for ok, name, hint in checks:
+        if not ok:
+            raise NaspError(f"invalid {name}: {getattr(args, name)}", hint)
+    info_latency.check_args(args)
+
+
 def run(args: argparse.Namespace) -> int:
     from nasp.genotype import GENOTYPES, get_genotype
 
+    check_args(args)
     if args.arch is not None:
         return own_info(args)
     task = args.task
@@ -140,12 +157,12 @@ def run(args: argparse.Namespace) -> int:
     if genotype.task != task:
         raise NaspError(f"genotype {args.genotype!r} is a {genotype.task} genotype, not {task}",
                         f"use --task {genotype.task}")
-    print(f"genotype: {genotype}")
     if task == "lm":
         if info_latency.wanted(args):
             raise NaspError("--latency and --cost-table are for CNN genotypes",
                             "leave them out with --task lm")
         n = lm_params(genotype, args.ntokens, args.emsize, args.nhid)
+        print(f"genotype: {genotype}")
         print(f"language model: emsize {args.emsize}, nhid {args.nhid}, "
               f"{args.ntokens} tokens")
         print(f"parameters: {n / 1e6:.3f} M")
@@ -163,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
         shape = dataset_shape(args.data, args.data_root)
         source = f"{args.data}: {shape[0]}x{shape[1]}x{shape[2]} images, {shape[3]} classes"
     info = cnn_info(genotype, shape, args.layers, args.channels)
+    if table is not None:  # before the first line: a mismatch prints nothing
+        info_latency.check_table_network(table, shape, info["layers"], info["channels"])
+    print(f"genotype: {genotype}")
     print(f"network: {info['layers']} cells, C={info['channels']}, {source}")
     if genotype.family == "nb201":
         print(f"parameters: {info['params'] / 1e6:.3f} M")

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from nasp.cli.options import path_text
+from nasp.errors import NaspError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("latency (CNN genotypes)")
     g.add_argument("--latency", action="store_true",
                    help="measure the network's inference latency at batch 1 and --batch-size")
-    g.add_argument("--cost-table", default=None,
+    g.add_argument("--cost-table", default=None, type=path_text,
                    help="a `nasp profile` JSON: print the latency (and sizes) it predicts beside "
                    "the measured ones; implies --latency. The network, device, threads and "
                    "clock default to the table's")
@@ -32,6 +35,34 @@ def _threads(n: int) -> str:
 
 def wanted(args: argparse.Namespace) -> bool:
     return bool(args.latency or args.cost_table)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The latency options, checked before anything is built, timed or printed."""
+    for ok, name, hint in ((args.repeats >= 1, "repeats", "use --repeats 1 or more"),
+                           (args.batch_size >= 1, "batch_size", "use --batch-size 1 or more"),
+                           (args.threads is None or args.threads >= 1, "threads",
+                            "use --threads 1 or more (leave it out for torch's setting)")):
+        if not ok:
+            raise NaspError(f"invalid {name}: {getattr(args, name)}", hint)
+    if args.device is not None and wanted(args):
+        from nasp.device import resolve_device
+
+        resolve_device(args.device)
+
+
+def check_table_network(table: dict[str, Any], shape: tuple[int, int, int, int], layers: int,
+                        channels: int) -> None:
+    """The network a cost table was measured on is the one asked about."""
+    c, h, w, classes = shape
+    net_info = table["network"]
+    if (list(net_info["input_shape"]), net_info["num_classes"], net_info["layers"],
+            net_info["channels"]) != ([c, h, w], classes, layers, channels):
+        raise NaspError(f"the cost table was measured on a {net_info['layers']}-cell "
+                        f"C={net_info['channels']} network for "
+                        f"{'x'.join(map(str, net_info['input_shape']))} images",
+                        "leave out --data/--layers/--channels to use the table's network, or "
+                        "profile this network")
 
 
 def table_network(args: argparse.Namespace) -> tuple[dict[str, Any] | None,
@@ -55,12 +86,8 @@ def _measure(net: Any, shape: tuple[int, int, int], batches: list[int], device: 
     """Median latency (ms) of ``net`` per batch size, on seeded inputs."""
     import torch
 
-    from nasp.errors import NaspError
     from nasp.latency import modules_latency
 
-    if repeats < 1:
-        raise NaspError(f"--repeats {repeats}: at least one timed run is needed",
-                        "use --repeats 20, for example")
     gen = torch.Generator().manual_seed(0)
     timings = modules_latency([(net, (torch.randn(b, *shape, generator=gen),))
                                for b in batches], device, repeats=repeats, clock=clock)
@@ -78,11 +105,7 @@ def _measured_text(measured: dict[int, float], device: Any, clock: str, repeats:
 def measured_line(net: Any, shape: tuple[int, int, int], device: Any,
                   args: argparse.Namespace, extra: int | None = None) -> str:
     """The measured-latency line of any network (a user model's fixed one), at batch 1,
-    ``--batch-size`` and ``extra`` (a cost table's batch)."""
-    from nasp.errors import NaspError
-
-    if args.batch_size < 1:
-        raise NaspError("--batch-size must be at least 1", "use --batch-size 32, for example")
+    ``--batch-size`` and ``extra`` (a cost table's batch); ``check_args`` checked them."""
     clock = args.clock or "wall"
     batches = sorted({1, args.batch_size} | ({extra} if extra else set()))
     measured = _measure(net, shape, batches, device, args.repeats, clock)
@@ -97,7 +120,6 @@ def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels
 
     from nasp.costs import predict
     from nasp.device import resolve_device
-    from nasp.errors import NaspError
     from nasp.models.cnn import build_eval_model
 
     device_name = args.device or (table["device"]["type"] if table else "cpu")
@@ -106,8 +128,6 @@ def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(device_name)
-    if args.batch_size < 1:
-        raise NaspError("--batch-size must be at least 1", "use --batch-size 32, for example")
     batches = sorted({1, args.batch_size} | ({table["batch_size"]} if table else set()))
     c, h, w, classes = shape
     net = build_eval_model(genotype, c, classes, (h, w), channels=channels, layers=layers)
@@ -115,14 +135,7 @@ def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels
     out = [_measured_text(measured, device, clock, args.repeats)]
     if table is None:
         return out
-    net_info = table["network"]
-    if (list(net_info["input_shape"]), net_info["num_classes"], net_info["layers"],
-            net_info["channels"]) != ([c, h, w], classes, layers, channels):
-        raise NaspError(f"the cost table was measured on a {net_info['layers']}-cell "
-                        f"C={net_info['channels']} network for "
-                        f"{'x'.join(map(str, net_info['input_shape']))} images",
-                        "leave out --data/--layers/--channels to use the table's network, or "
-                        "profile this network")
+    check_table_network(table, shape, layers, channels)
     b = table["batch_size"]
     pred = predict(table, genotype, "latency")
     err = 100.0 * (pred - measured[b]) / measured[b]

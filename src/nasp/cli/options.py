@@ -13,17 +13,39 @@ import dataclasses
 import json
 import sys
 import typing
+from pathlib import Path
 from typing import Any, NoReturn
 
 from nasp.configs.base import RunConfig
+from nasp.errors import NaspError
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with nasp's one-line errors: ``error: what (how to fix)``, exit status 2."""
+    """argparse with nasp's one-line errors: ``error: what (how to fix)``, exit status 2.
+
+    Options are spelled out: no abbreviations (``compare --seed 1`` is not ``--seeds 1``), so
+    an option added later cannot change what an old command line means."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         sys.exit(2)
+
+
+def path_text(text: str) -> str:
+    """argparse type of a path: an empty one (``--out ''``) names nothing, yet would silently
+    mean the current folder, or be taken for an option not given."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty path names no file or folder")
+    return text
+
+
+def path_arg(text: str) -> Path:
+    """``path_text`` as a ``Path``."""
+    return Path(path_text(text))
 
 
 def _json_object(text: str) -> Any:
@@ -95,3 +117,15 @@ def given_options(args: argparse.Namespace, cls: type[RunConfig]) -> dict[str, A
     """The options of ``cls`` (its aliases and removed names included) the user typed."""
     names = {f.name for f in dataclasses.fields(cls)} | set(cls.ALIASES) | set(cls.REMOVED)  # type: ignore[arg-type]
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def refuse_contradictions(args: argparse.Namespace) -> None:
+    """--resume, --overwrite and --continue each say what to do with the run folder; two of
+    them at once would leave one silently ignored."""
+    given = [flag for flag, on in (("--resume", getattr(args, "resume", None) is not None),
+                                   ("--overwrite", args.overwrite),
+                                   ("--continue", getattr(args, "continue_run", False))) if on]
+    if len(given) > 1:
+        raise NaspError(f"{' and '.join(given)} cannot be given together",
+                        "give either --resume RUN (continue that run), --overwrite (replace "
+                        "the run in --out) or --continue (run it at most once)")

@@ -14,15 +14,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nasp.cli.options import path_arg, path_text
 from nasp.errors import NaspError
 
 KINDS = ("arch", "time", "lambda", "nb201", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN",
+    parser.add_argument("runs", nargs="+", metavar="RUN", type=path_text,
                         help="a run folder, or a folder holding run folders (e.g. a sweep)")
-    parser.add_argument("-o", "--out-dir", type=Path, default=Path("plots"),
+    parser.add_argument("-o", "--out-dir", type=path_arg, default=Path("plots"),
                         help="folder for the figures (default: ./plots)")
     parser.add_argument("--kind", choices=KINDS, default="all",
                         help="which figures (default: all that the runs support)")
@@ -42,8 +43,9 @@ def _arch_dirs(names: list[str], out_dir: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasp.files import output_errors
+    from nasp.files import check_output, output_errors
 
+    check_output(args.out_dir, "-o", folder=True)
     with output_errors(args.out_dir):  # -o under a file or an unwritable place: one line
         return _plot(args)
 

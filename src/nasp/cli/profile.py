@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from nasp.cli.options import path_arg, path_text
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default="nasp-7", help="search space (default: nasp-7), "
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="fashion-mnist-sample",
                         help="dataset whose image shape and classes the network takes "
                         "(default: fashion-mnist-sample)")
-    parser.add_argument("--data-root", default=None,
+    parser.add_argument("--data-root", default=None, type=path_text,
                         help="folder of the dataset's files, for datasets without a fixed shape")
     parser.add_argument("--preset", default="quick",
                         help="train preset whose cells and channels to use (default: quick)")
@@ -40,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: elapsed time (default); cpu: process CPU time, steadier on a "
                         "busy machine, equal to latency with --threads 1 on an idle one")
-    parser.add_argument("-o", "--out", type=Path, default=Path("costs.json"),
+    parser.add_argument("-o", "--out", type=path_arg, default=Path("costs.json"),
                         help="output JSON (default: costs.json)")
 
 
@@ -55,6 +57,28 @@ def network_size(data: str, data_root: str | None, preset: str, layers: int | No
     return shape, layers or values["layers"], channels or values["channels"]
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Every option, and the output file, before any op is timed (which takes minutes)."""
+    from nasp.errors import NaspError
+    from nasp.files import check_output
+
+    checks = [(args.threads is None or args.threads >= 1, "threads",
+               "use --threads 1 or more (leave it out for torch's setting)"),
+              (args.batch_size >= 1, "batch_size", "use --batch-size 1 or more"),
+              (args.warmup >= 0, "warmup", "use --warmup 0 or more"),
+              (args.repeats >= 1, "repeats", "use --repeats 1 or more"),
+              (args.layers is None or args.layers >= 3, "layers", "use --layers 3 or more"),
+              (args.channels is None or (args.channels >= 2 and args.channels % 2 == 0),
+               "channels", "use an even --channels >= 2")]
+    for ok, name, hint in checks:
+        if not ok:
+            raise NaspError(f"invalid {name}: {getattr(args, name)}", hint)
+    if args.data_root is not None and Path(args.data_root).is_file():
+        raise NaspError(f"invalid data_root: {args.data_root!r}",
+                        "give --data-root the dataset's folder")
+    check_output(args.out, "-o")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -63,14 +87,15 @@ def run(args: argparse.Namespace) -> int:
     from nasp.spaces import get_space
     from nasp.spaces.model import is_model_ref
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_args(args)
     device = resolve_device(args.device)
     if is_model_ref(args.space):
         return _profile_model(args, device)
     space = get_space(args.space)
     (c, h, w, classes), layers, channels = network_size(args.data, args.data_root, args.preset,
                                                         args.layers, args.channels)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     table = profile(space, (c, h, w), classes, channels, layers, device, args.batch_size,
                     args.warmup, args.repeats, data=args.data, clock=args.clock,

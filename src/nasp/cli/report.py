@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nasp.cli.options import path_arg, path_text
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN",
+    parser.add_argument("runs", nargs="+", metavar="RUN", type=path_text,
                         help="a run folder, or a folder holding run folders (e.g. a sweep)")
-    parser.add_argument("-o", "--out", type=Path, default=Path("report.html"),
+    parser.add_argument("-o", "--out", type=path_arg, default=Path("report.html"),
                         help="HTML file to write (default: ./report.html)")
     parser.add_argument("--title", default="nasp report", help="page title")
     parser.add_argument("--full", action="store_true",
@@ -24,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasp.files import output_errors
+    from nasp.files import check_output, output_errors
     from nasp.viz.report import write_report
 
+    check_output(args.out, "-o")
     with output_errors(args.out):  # -o under a file or an unwritable place: one line
         print(write_report(args.runs, args.out, title=args.title, full=args.full))
     return 0

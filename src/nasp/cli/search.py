@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nasp.cli.options import add_config_options, given_options
+from nasp.cli.options import (
+    add_config_options,
+    given_options,
+    path_text,
+    refuse_contradictions,
+)
 from nasp.configs import SearchConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="JSON file of options (a run's config.json works); "
+    parser.add_argument("--config", type=path_text,
+                        help="JSON file of options (a run's config.json works); "
                         "command-line options override it")
-    parser.add_argument("--resume", metavar="RUN", help="continue the search in run folder RUN "
-                        "(options that cannot change finished epochs may be given with it)")
+    parser.add_argument("--resume", metavar="RUN", type=path_text,
+                        help="continue the search in run folder RUN (options that cannot change "
+                        "finished epochs may be given with it)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run in --out")
     parser.add_argument("--continue", dest="continue_run", action="store_true",
@@ -29,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from nasp.distributed import is_main_process
 
     options = given_options(args, SearchConfig)
+    refuse_contradictions(args)
     if args.continue_run:
         result, how = api.search_or_continue(args.config, progress=not args.quiet, **options)
         if is_main_process():

@@ -8,7 +8,12 @@ import argparse
 import json
 from pathlib import Path
 
-from nasp.cli.options import add_config_options, given_options
+from nasp.cli.options import (
+    add_config_options,
+    given_options,
+    path_text,
+    refuse_contradictions,
+)
 from nasp.configs import LMTrainConfig, TrainConfig
 
 CONFIGS = {"cnn": TrainConfig, "lm": LMTrainConfig}
@@ -47,10 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=sorted(CONFIGS), default=task,
                         help="cnn: image classifier from a CNN genotype; lm: language model "
                         "from a recurrent genotype (default: cnn)")
-    parser.add_argument("--config", metavar="JSON",
+    parser.add_argument("--config", metavar="JSON", type=path_text,
                         help="JSON file of options (a run's config.json works); command-line "
                         "options override it")
-    parser.add_argument("--resume", metavar="RUN",
+    parser.add_argument("--resume", metavar="RUN", type=path_text,
                         help="continue the run in this folder from its last epoch (options that "
                         "cannot change finished epochs may be given with it)")
     parser.add_argument("--overwrite", action="store_true",
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise NaspError("option --no-progress no longer exists",
                         "use --quiet, as with nasp search and nasp compare")
     options = given_options(args, CONFIGS[args.task])
+    refuse_contradictions(args)
     if args.resume:
         api.resume(args.resume, progress=not args.quiet, command="train",
                    config=args.config, **options)

@@ -28,6 +28,8 @@ from nasp.errors import NaspError
 
 # bookkeeping keys of a run folder's config.json: not options, dropped when it is read back
 BOOKKEEPING = ("command", "task_kind", "genotype_resolved")
+# seeds seed numpy too, whose seeds are 32-bit: a larger one would be cut (or overflow a C type)
+MAX_SEED = 2**32 - 1
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - argparse's word
@@ -145,22 +147,41 @@ def field_names(cls: type) -> set[str]:
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON object of options; a run folder's config.json works (bookkeeping keys dropped)."""
-    p = Path(path)
-    if not p.is_file():
-        raise NaspError(f"config file {p} does not exist", "check the --config path")
+    from nasp.files import input_file
+
+    p = input_file(path, "--config", "config file")
     try:
         data = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise NaspError(f"config file {p} is not valid JSON ({e})", "fix the file") from None
+    except OSError as e:
+        raise NaspError(f"cannot read config file {p}: {e.strerror or e}",
+                        "check the --config path") from None
     if not isinstance(data, dict):
         raise NaspError(f"config file {p} must hold a JSON object", "fix the file")
     return {k: v for k, v in data.items() if k not in BOOKKEEPING}
 
 
-def _normalise(cls: type[RunConfig], values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Drop ``None`` (not given), expand aliases, refuse removed and unknown names."""
+def _normalise(cls: type[RunConfig], values: Mapping[str, Any], source: str,
+               file: bool = False) -> dict[str, Any]:
+    """Drop ``None`` (not given), expand aliases, refuse removed and unknown names.
+
+    In a ``file`` (a config file, a run's config.json) ``null`` is a value the file states, not
+    an option left out: kept for options that take it (``"max_train_samples": null``: all of
+    them, even where the preset sets a number), refused for the others rather than silently
+    replaced by the preset's value."""
     out: dict[str, Any] = {}
     names = field_names(cls)
+    if file:
+        hints = _hints(cls)
+        for key, value in values.items():
+            if value is None and key not in cls.REMOVED and (
+                    key in cls.ALIASES or (key in names and not _takes_none(hints[key]))):
+                raise NaspError(f"invalid {key}: null ({source})",
+                                f"give {key} a value there, or leave it out of the file")
+        for key, value in values.items():
+            if value is None and key in names:
+                out[key] = None
     for key, value in values.items():
         if key in cls.REMOVED:
             raise NaspError(f"option {key} ({source}) no longer exists", cls.REMOVED[key])
@@ -183,6 +204,11 @@ def _normalise(cls: type[RunConfig], values: Mapping[str, Any], source: str) -> 
                                 f"give --{_flag(key)} once")
             out[key] = value
     return out
+
+
+def _takes_none(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) \
+        and type(None) in typing.get_args(tp)
 
 
 def check_types(cls: type[RunConfig], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,7 +234,7 @@ def resolve(cls: type[RunConfig], overrides: Mapping[str, Any] | None = None,
     """Defaults < preset < config file < explicit overrides (``None`` values: not given)."""
     given = check_types(cls, _normalise(cls, overrides or {}, "command line"))
     from_file = check_types(cls, _normalise(cls, load_config_file(config_file),
-                                            str(config_file))) if config_file else {}
+                                            str(config_file), file=True)) if config_file else {}
     layered = {**from_file, **given}
     preset = cls.preset_values(layered)
     values = {**preset, **layered}
@@ -240,7 +266,15 @@ def common_checks(cfg: Any) -> list[tuple[bool, str, str]]:
         "weight_decay": (lambda v: v >= 0, "use --weight-decay 0 or more"),
         "grad_clip": (lambda v: v >= 0, "use --grad-clip 0 (off) or more"),
         "log_every": (lambda v: v >= 1, "use --log-every 1 or more"),
-        "seed": (lambda v: v >= 0, "use --seed 0 or more"),
+        "seed": (lambda v: 0 <= v <= MAX_SEED, f"use --seed between 0 and {MAX_SEED}"),
+        "out": (lambda v: v is None or v != "",
+                "give --out a folder, or leave it out for the default folder"),
+        "data_root": (lambda v: v is None or (v != "" and not os.path.isfile(v)),
+                      "give --data-root the dataset's folder"),
+        "cost_table": (lambda v: v is None or v != "",
+                       "give --cost-table a file made by nasp profile"),
+        "genotype": (lambda v: v != "", "give --genotype a published name, a genotype.json or "
+                     "a search run folder"),
         "channels": (lambda v: v >= 2 and v % 2 == 0, "use an even --channels >= 2"),
         "layers": (lambda v: v >= 3, "use --layers 3 or more (two are reduction cells)"),
         "cutout": (lambda v: v >= 0, "use --cutout 0 (off) or more"),
@@ -259,6 +293,9 @@ def common_checks(cfg: Any) -> list[tuple[bool, str, str]]:
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A run folder's config.json, with a clear error when it is not a run folder."""
     p = Path(run_dir)
+    if p.exists() and not p.is_dir():
+        raise NaspError(f"{p} is a file, not a run folder",
+                        "give --resume the folder of a nasp search or train run")
     if not p.is_dir():
         raise NaspError(f"run folder {p} does not exist", "check the --resume path")
     path = p / "config.json"
@@ -305,7 +342,8 @@ def resolve_resume(cls: type[RunConfig], run_dir: str | os.PathLike,
     given = check_types(cls, _normalise(cls, overrides or {}, "command line"))
     values = check_types(cls, _normalise(
         cls, {k: v for k, v in saved.items() if k not in BOOKKEEPING
-              and not (k == "task" and cls.TASK)}, str(Path(run_dir) / "config.json")))
+              and not (k == "task" and cls.TASK)}, str(Path(run_dir) / "config.json"),
+        file=True))
     changed = sorted(k for k, v in given.items() if k != "out" and values.get(k) != v
                      and k not in cls.RESUMABLE)
     if changed:

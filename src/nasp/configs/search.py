@@ -21,7 +21,8 @@ COSTS = ("params", "madds", "latency")
 class SearchConfig(RunConfig):
     COMMAND: ClassVar[str] = "search"
     RESUMABLE: ClassVar[frozenset[str]] = frozenset(
-        {"device", "log_every", "data_root", "tensorboard", "check_sync", "dist_timeout"})
+        {"device", "log_every", "data_root", "tensorboard", "check_sync", "dist_timeout",
+         "threads"})
     ALIASES: ClassVar[dict] = {
         # the paper's model-size regularizer is the parameter cost (NASP §3.3)
         "lambda_params": lambda v: {"cost": "params", "lambda_cost": v},
@@ -45,8 +46,13 @@ class SearchConfig(RunConfig):
     data_root: str | None = opt(None, "folder holding the dataset's files")
     preset: str = opt("quick", "quick (minutes on a CPU), paper (the published recipe); nb201 "
                       "(NAS-Bench-201's protocol), nb201-quick")
-    seed: int = opt(0, "random seed of initialisation, splits, data order and augmentation")
+    seed: int = opt(0, "random seed of initialisation, splits, data order and augmentation "
+                     "(0 to 4294967295)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
+    threads: int | None = opt(None, "CPU threads of each process (default: torch's, as "
+                              "OMP_NUM_THREADS sets it); the checkpoint records the count, and "
+                              "a resume uses it unless --threads is given: sums over another "
+                              "number of threads round differently, so results then differ")
     out: str | None = opt(None, "run folder (default: runs/<strategy>-<space>-<data>-s<seed>)")
     # budget
     epochs: int = opt(50, "search epochs")
@@ -149,10 +155,15 @@ class SearchConfig(RunConfig):
             (self.stem_multiplier >= 1, "stem_multiplier", "use --stem-multiplier 1 or more"),
             (self.eval_batch_size >= 1, "eval_batch_size", "use --eval-batch-size 1 or more"),
             (self.dist_timeout > 0, "dist_timeout", "use a positive --dist-timeout"),
+            (self.threads is None or self.threads >= 1, "threads", "use --threads 1 or more"),
             (self.memory_format in MEMORY_FORMATS, "memory_format",
              f"use --memory-format {', '.join(MEMORY_FORMATS)}"),
         ]
         check_values(self, checks)
+        if self.cost_table is not None:
+            from nasp.files import input_file
+
+            input_file(self.cost_table, "--cost-table", "cost table")
         if self.tensorboard:  # a missing package fails now, not after the first epoch
             from nasp.tensorboard import require_tensorboard
 

@@ -47,7 +47,8 @@ class TrainConfig(RunConfig):
     preset: str = opt("quick", "preset: quick, paper, tiny-imagenet, nb201, nb201-quick (paper "
                       "on 64x64 data means tiny-imagenet; quick and paper of a NAS-Bench-201 cell "
                       "mean nb201-quick and nb201)")
-    seed: int = opt(0, "random seed of initialisation, data order and augmentation")
+    seed: int = opt(0, "random seed of initialisation, data order and augmentation (0 to "
+                     "4294967295)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     out: str | None = opt(None, "run folder (default runs/train-<genotype>-<data>-s<seed>)")
     # budget

@@ -31,7 +31,8 @@ class LMTrainConfig(RunConfig):
     data_root: str | None = opt(None, "folder holding ptb.{train,valid,test}.txt or "
                                 "wiki.{train,valid,test}.tokens")
     preset: str = opt("quick", "preset: quick or paper")
-    seed: int = opt(0, "random seed of initialisation, window lengths and dropout masks")
+    seed: int = opt(0, "random seed of initialisation, window lengths and dropout masks (0 "
+                     "to 4294967295)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     out: str | None = opt(None, "run folder (default: runs/train-lm-<genotype>-<data>-s<seed>)")
     # budget

@@ -201,8 +201,11 @@ def export_safetensors(run: LoadedRun, out: Path) -> ExportResult:
 def export_run(run: str | os.PathLike, out: str | os.PathLike, fmt: str | None = None,
                last: bool = False) -> ExportResult:
     """Export the trained network of a ``nasp train`` run folder and check the result."""
+    from nasp.files import check_output
+
     path = Path(out)
     fmt = format_for(path, fmt)
+    check_output(path, "-o")  # before the work: a place nothing can be written is refused now
     loaded = load(run, last=last, device="cpu")
     if loaded.task != "cnn" and fmt != "safetensors":
         raise NaspError(f"language models export as safetensors only, not {fmt}",

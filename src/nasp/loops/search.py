@@ -19,6 +19,7 @@ only rank 0 writes the run folder.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ def run_search(
     choices and loss) is checked before the folder is created or touched."""
     d = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
     folder = None
+    threads = torch.get_num_threads()  # the caller's, restored at the end
     try:
         with d.setup():
             check_batches(cfg, d)  # the task's batches split evenly over the ranks
@@ -133,6 +135,7 @@ def run_search(
         if folder is not None:
             folder.close()
         d.close()
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -152,6 +155,8 @@ def _setup(cfg: SearchConfig, folder: RunFolder | None, d: Dist,
         tune_cpu_allocator()
     # the resolved layout is recorded, so a resumed run computes exactly as before
     cfg.memory_format = memory_format_name(resolve_memory_format(d.device, cfg.memory_format))
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     # a registered space's strategy is built before any data is read (bad options fail at
     # once); a user model's space and costs come from its task, which builds and checks it
@@ -171,7 +176,24 @@ def _setup(cfg: SearchConfig, folder: RunFolder | None, d: Dist,
         if folder.resumed:
             ckpt = folder.load_checkpoint(d.device)
             check_resume_world(ckpt.get("world_size"), d.world_size)
+            resume_threads(ckpt.get("threads"), cfg.threads, d.is_main)
     return _Run(strategy, task, optimizer, scheduler, ckpt)
+
+
+def resume_threads(saved: int | None, given: int | None, say: bool = True) -> None:
+    """A resumed run computes on the checkpoint's number of CPU threads, so it ends exactly as
+    a run that went straight through (sums split over another number of threads round
+    differently, and a search then drifts to another cell). ``--threads`` (``given``) wins,
+    with one note that results will differ; checkpoints from before the count was recorded
+    keep the process's setting."""
+    if saved is None:
+        return
+    if given is None:
+        torch.set_num_threads(saved)
+    elif given != saved and say:
+        print(f"note: resuming on {given} thread{'s' * (given != 1)}; the checkpoint was "
+              f"written on {saved}, so the results will differ from a run that went straight "
+              f"through (leave out --threads to use {saved})", file=sys.stderr)
 
 
 def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progress: bool,
@@ -290,7 +312,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "task": task.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
                 "wall_time": wall, "totals": totals, "steps": steps_done, "history": history,
-                "world_size": d.world_size},
+                "world_size": d.world_size, "threads": torch.get_num_threads()},
                 {"metrics.jsonl": record, "arch.jsonl": arch})
             folder.write_text(_record_file(geno), geno.to_json())
         if on_epoch_end is not None:

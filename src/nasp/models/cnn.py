@@ -30,6 +30,7 @@ from torch import nn
 
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
+from nasp.models.drop_path import drop_path
 from nasp.ops import (
     FactorizedReduce,
     GlobalAvgPool,
@@ -43,14 +44,6 @@ from nasp.ops import (
 STEM_MULTIPLIER = 3
 CELL_INPUTS = 2
 MAX_CELL_SIDE = 32  # the stem halves larger images until the cell stack sees at most this
-
-
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zero whole samples of one edge's output with probability ``drop_prob`` and rescale the
-    kept ones, so the expected output is unchanged (DARTS's regulariser for long training)."""
-    keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x * mask.div_(keep)
 
 
 class EvalCell(nn.Module):

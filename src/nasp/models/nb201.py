@@ -15,11 +15,11 @@ from torch import nn
 
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
-from nasp.models.cnn import drop_path
+from nasp.models.drop_path import drop_path
+from nasp.nb201.network import build_network
 from nasp.nb201.ops import make_op
 from nasp.ops import Identity, Zero
 from nasp.spaces.nb201 import NB201_CELL
-from nasp.supernet.nb201 import build_network
 
 BENCHMARK_CHANNELS = 16
 BENCHMARK_CELLS_PER_STAGE = 5

@@ -3,8 +3,8 @@
 ``nasp.nb201.strings`` converts cell strings; ``nasp.nb201.table`` scores any cell with the
 shipped 200-epoch test accuracies (``lookup``, ``best``); ``nasp.nb201.archive`` reads a user's
 NATS-Bench topology archive for validation and 12-epoch figures; ``nasp.nb201.ops`` holds the
-benchmark's operations. The space itself is ``nasp.spaces.nb201``, its networks
-``nasp.supernet.nb201`` and ``nasp.models.nb201``.
+benchmark's operations and ``nasp.nb201.network`` the fixed network around its cells. The space
+itself is ``nasp.spaces.nb201``, its networks ``nasp.supernet.nb201`` and ``nasp.models.nb201``.
 """
 
 from nasp.nb201.strings import OP_NAMES, format_arch, parse_arch

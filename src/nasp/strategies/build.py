@@ -1,6 +1,10 @@
 """A run's strategy from its configuration: the one place a ``SearchConfig`` becomes a
 ``Strategy``.
 
+The configuration is described here by what building reads of it (``StrategyOptions``), not by
+importing ``SearchConfig``: the configurations sit a layer above the strategies (they check a
+strategy's name), so the strategies must not reach back up to them.
+
 The search loop and ``nasp compare`` receive a strategy built here and never read strategy
 options themselves. Building is cheap (no network, no data), so it happens before any data is
 read: a bad ``--strategy-options`` or cost table fails at once, not after loading a dataset.
@@ -9,7 +13,7 @@ read: a bad ``--strategy-options`` or cost table fails at once, not after loadin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
@@ -17,11 +21,24 @@ from nasp.spaces import get_space
 from nasp.spaces.base import SearchSpace
 from nasp.strategies.base import Strategy, StrategySetup, create_strategy
 
-if TYPE_CHECKING:
-    from nasp.configs import SearchConfig
+
+class StrategyOptions(Protocol):
+    """The options of a run that building its strategy reads (``SearchConfig`` has them)."""
+
+    strategy: str
+    strategy_options: dict[str, Any]
+    space: str
+    seed: int
+    epochs: int
+    arch_lr: float
+    arch_betas: tuple[float, float]
+    arch_weight_decay: float
+    cost: str
+    cost_table: str | None
+    lambda_cost: float
 
 
-def regularizer_costs(cfg: SearchConfig, space: SearchSpace | None = None,
+def regularizer_costs(cfg: StrategyOptions, space: SearchSpace | None = None,
                       raw: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The normalised (edges, ops) costs per cell type of the run's regularizer: without a
     cost table, ``params`` are the release's counts (width 12, the edge's stride; so
@@ -44,7 +61,7 @@ def regularizer_costs(cfg: SearchConfig, space: SearchSpace | None = None,
     return {name: normalise(r) for name, r in raw.items()}
 
 
-def build_strategy(cfg: SearchConfig, device: torch.device | str = "cpu",
+def build_strategy(cfg: StrategyOptions, device: torch.device | str = "cpu",
                    space: SearchSpace | None = None,
                    costs: Mapping[str, torch.Tensor] | None = None) -> Strategy:
     """The run's strategy; cheap (no network, no data), so bad options fail before any work.

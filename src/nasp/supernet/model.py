@@ -60,14 +60,11 @@ class ModelNet:
         self.inspection = found
         return out
 
-    def raw_costs(self, kind: str, table: str | None = None) -> dict[str, torch.Tensor]:
+    def raw_costs(self, kind: str) -> dict[str, torch.Tensor]:
         """Per label, the (edges, ops) matrix of what each candidate costs (``params`` or
         ``madds`` per sample, summed over the modules sharing the label, as the inspection
-        measured them; ``latency`` from a cost table of ``nasp profile``); inputs cost 0."""
-        if table is not None:
-            from nasp.costs import load_table, model_cost_matrices
-
-            return model_cost_matrices(load_table(table), self.space, kind)
+        measured them; latency comes from a cost table, ``nasp.costs.own_costs``); inputs
+        cost 0."""
         if kind not in COST_KINDS:
             raise NaspError(f"--cost {kind} of a user model needs a cost table",
                             "measure one with `nasp profile --space FILE.py:FUNCTION`, or use "

@@ -15,13 +15,12 @@ here), so the weights of one op can be copied between the two.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from nasp.errors import NaspError
-from nasp.nb201.ops import ResidualBlock, make_op
+from nasp.nb201.network import build_network
+from nasp.nb201.ops import make_op
 from nasp.spaces.base import CellSpec, SearchSpace
 from nasp.supernet.cnn import node_output
 from nasp.supernet.mixed import MixedOp
@@ -47,28 +46,6 @@ class NB201SearchCell(nn.Module):
         if len(self.spec.concat) == 1:
             return states[self.spec.concat[0]]
         return torch.cat([states[n] for n in self.spec.concat], dim=1)
-
-
-def build_network(net: nn.Module, in_channels: int, num_classes: int, channels: int,
-                  cells_per_stage: int, make_cell: Callable[[int], nn.Module]) -> None:
-    """The benchmark's network around its cells, on ``net``: stem (conv 3x3 + BN), three stages
-    of ``make_cell(C)`` at C, 2C, 4C joined by residual blocks, BN-ReLU, global average pool and
-    a linear classifier. One builder for the search and the evaluation network, so the supernet
-    under a one-hot weighting stays the evaluation network of that cell."""
-    net.stem = nn.Sequential(
-        nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(channels),
-    )
-    net.cells = nn.ModuleList()
-    c_prev = channels
-    for stage, c in enumerate((channels, 2 * channels, 4 * channels)):
-        if stage:
-            net.cells.append(ResidualBlock(c_prev, c))
-        net.cells.extend(make_cell(c) for _ in range(cells_per_stage))
-        c_prev = c
-    net.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=False))
-    net.pool = nn.AdaptiveAvgPool2d(1)
-    net.classifier = nn.Linear(c_prev, num_classes)
 
 
 class NB201SearchNet(nn.Module):

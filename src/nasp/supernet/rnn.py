@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from nasp.errors import NaspError
-from nasp.models.rnn import (
+from nasp.rnn_ops import (
     ACTIVATIONS,
     INIT_RANGE,
     dropout_mask,

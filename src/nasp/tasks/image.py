@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from nasp.configs import SearchConfig
+from nasp.costs import own_costs
 from nasp.data import DeviceLoader, ImageDataset, load_image_dataset, split_indices
 from nasp.device import resolve_memory_format
 from nasp.distributed import Dist
@@ -169,7 +170,7 @@ class ImageSearchTask:
     def raw_costs(self, kind: str, table: str | None = None) -> dict[str, torch.Tensor]:
         """A user model's candidate costs (``nasp.supernet.model.ModelNet.raw_costs``)."""
         assert self.net is not None
-        return self.net.raw_costs(kind, table)
+        return own_costs(self.net, kind, table)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from nasp.configs import SearchConfig
+from nasp.costs import own_costs
 from nasp.distributed import Dist
 from nasp.errors import NaspError
 from nasp.models.fixed import fix, params_m
@@ -202,7 +203,7 @@ class ModelSearchTask:
         return params_m(fix(self.model, arch))
 
     def raw_costs(self, kind: str, table: str | None = None) -> dict[str, torch.Tensor]:
-        return self.net.raw_costs(kind, table)
+        return own_costs(self.net, kind, table)
 
     def state_dict(self) -> dict[str, Any]:
         return {"space": self.space.signature(),

@@ -259,7 +259,7 @@ def draw_genotype(genotype: dict[str, Any], out: str | os.PathLike[str], *,
             path.write_bytes(render(dot_source(genotype, chosen), RENDER_SUFFIXES[suffix]))
         else:
             from nasp.viz.cell_figure import cell_figure
-            from nasp.viz.plots import save_figure
+            from nasp.viz.figures import save_figure
 
             fig = cell_figure(cell_graphs(genotype, chosen))
             (written_path,) = save_figure(fig, path.with_suffix(""), (RENDER_SUFFIXES[suffix],))

@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from nasp.errors import NaspError
-from nasp.viz.plots import _RC, FORMATS, SUMMARY_MATRICES, _new_figure, save_figure
+from nasp.viz.figures import FORMATS, RC, save_figure
+from nasp.viz.plots import SUMMARY_MATRICES, _new_figure
 from nasp.viz.runs import Run
 
 INPUT_OPS = ["pass", "none"]  # the ops arch.jsonl records for an InputChoice's edges
@@ -55,7 +56,7 @@ def choice_rows(run: Run) -> tuple[str, list[tuple[str, list[str], list[float], 
 def choices_figure(run: Run) -> Figure:
     name, rows = choice_rows(run)
     width_cols = max(len(cols) for _, cols, _, _ in rows)
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         width = 1.6 + 1.05 * width_cols + 0.8
         height = 0.42 * len(rows) + 1.3
         fig = _new_figure(width, height)

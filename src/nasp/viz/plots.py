@@ -10,7 +10,6 @@ nasp, or leaks figures into pyplot's registry when many runs are plotted.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
@@ -24,53 +23,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nasp.errors import NaspError
+from nasp.viz.figures import FORMATS, RC, save_figure
 from nasp.viz.runs import Run, edge_title, eval_params_m, final_metric, run_labels
-
-FORMATS = ("png", "svg")
-# Text stays text in SVG output: searchable, selectable, and checkable by tests.
-_RC = {"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 9, "legend.fontsize": 8}
 
 
 def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
     return fig
-
-
-def save_figure(fig: Figure, stem: str | os.PathLike[str],
-                formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``stem.<fmt>`` for each format (creating the folder) and return the paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    engine = fig.get_layout_engine()
-    try:
-        with matplotlib.rc_context(_RC):
-            for fmt in formats:
-                path = stem.with_name(f"{stem.name}.{fmt}")
-                fig.savefig(path, format=fmt, dpi=150, metadata=_metadata(fmt))
-                paths.append(path)
-                # The layout is solved; re-solving it for every format costs as much as a draw.
-                fig.set_layout_engine("none")
-    finally:
-        fig.set_layout_engine(engine)
-    return paths
-
-
-def figure_svg(fig: Figure) -> str:
-    """The figure as SVG text without the XML prolog, ready to inline in HTML."""
-    buf = io.StringIO()
-    with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format="svg", metadata=_metadata("svg"))
-    text = buf.getvalue()
-    text = re.sub(r"<\?xml[^>]*\?>\s*", "", text)
-    text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", text)
-    return re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-
-
-def _metadata(fmt: str) -> dict[str, str | None]:
-    # No timestamps: the same run folder gives byte-identical figures.
-    return {"Date": None} if fmt == "svg" else {}
 
 
 def _safe(name: str) -> str:
@@ -127,7 +87,7 @@ def arch_weights_figure(run: Run, cell: str, name: str) -> Figure:
     nodes = max(n for n, _ in edges) + 1
     inputs = sum(1 for n, _ in edges if n == 0)  # node 0 reads exactly the cell inputs
     cols = max(j for _, j in edges) + 1
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         # Margins in inches on a size computed from the grid: a solved (constrained) layout
         # would cost more than drawing the 14 or 36 panels themselves.
         width, height = 1.9 * cols + 0.8, 1.5 * nodes + 1.5
@@ -223,7 +183,7 @@ def arch_summary_figure(runs: Sequence[Run]) -> Figure:
                     kept[edges.index((node, j)), ops.index(op)] += 1
         panels.append((cell, name, ops, edges, np.mean(np.array(mats, dtype=float), axis=0),
                        kept, len(used)))
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         rows = max(len(p[3]) for p in panels)
         width = sum(0.9 + 0.28 * len(p[2]) + 0.9 for p in panels) + 0.4
         height = 0.19 * rows + 2.0
@@ -300,7 +260,7 @@ def accuracy_vs_time_figure(runs: Sequence[Run]) -> Figure:
     longest = max((x for r in runs for x in _time_series(r, _metric(r))[0]), default=0.0)
     unit, scale = _time_unit(longest)
     style = line_styles(runs)
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig = _new_figure(5.5 * len(panels) + (1.6 if len(runs) > 1 else 0.0), 3.8)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, (task, task_runs) in zip(axes, panels, strict=True):
@@ -362,7 +322,7 @@ def benchmark_figure(runs: Sequence[Run]) -> Figure:
 
     labels = dict(zip((id(r) for r in runs), run_labels(runs), strict=True))
     style = line_styles(runs)
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig = _new_figure(4.2 * len(BENCHMARK) + 1.8, 3.6)
         axes = fig.subplots(1, len(BENCHMARK), squeeze=False)[0]
         for ax, (key, title) in zip(axes, BENCHMARK, strict=True):
@@ -443,7 +403,7 @@ def lambda_figure(runs: Sequence[Run]) -> Figure:
             "score them with `nasp compare` (final_test_*), or wait for them to finish")
     lm = with_lambda[0].task == "lm"
     lams = sorted({r.lambda_params for r in with_lambda if r.lambda_params is not None})
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig = _new_figure(9.5, 3.8)
         ax_params, ax_metric = fig.subplots(1, 2)
         for ax, key, ylabel in ((ax_params, "params", "parameters (M)"),

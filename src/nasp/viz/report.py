@@ -25,6 +25,7 @@ from nasp.errors import NaspError
 from nasp.viz.cell_figure import cell_figure
 from nasp.viz.cells import cell_graphs
 from nasp.viz.choices import choices_figure
+from nasp.viz.figures import figure_svg
 from nasp.viz.plots import (
     accuracy_vs_time_figure,
     arch_matrices,
@@ -32,7 +33,6 @@ from nasp.viz.plots import (
     arch_weights_figure,
     benchmark_figure,
     benchmark_runs,
-    figure_svg,
     lambda_figure,
     lambdas_differ,
 )
