@@ -38,6 +38,27 @@ TINY = ("--max-train-samples 128 --channels 4 --layers 3 --batch-size 16 --max-s
         "--quiet --device cpu")
 HUGE = "999999999999999999999999999"  # overflows every C integer type
 NULL_CHANNELS = {"cfg.json": json.dumps({"channels": None})}
+# a file of user models with choices (and the mistakes one can make in it)
+OWN = {"m.py": """
+import nasp
+from torch import nn
+
+def net(in_channels, num_classes):
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1),
+                         nasp.Choice({"a": nn.Identity(), "b": nn.ReLU()}),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+
+def three(in_channels, num_classes):
+    return 3
+
+def plain(in_channels, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 28 * 28, num_classes))
+
+def shapes(in_channels, num_classes):
+    return nn.Sequential(nasp.Choice({"k1": nn.Conv2d(in_channels, 4, 1),
+                                      "k3": nn.Conv2d(in_channels, 4, 3)}),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+""", "bad.py": "raise RuntimeError('broken at import')\n"}
 
 
 @pytest.fixture(scope="module")
@@ -385,6 +406,30 @@ CASES: list[tuple[str, Any, str | None]] = [
     ("profile --clock nope", None, "invalid choice"),
     ("profile --data folder", None, "--data-root"),
     ("profile --data folder --data-root {tmp}/file.txt", "file", "the dataset's folder"),
+    # --- your own model (--space FILE.py:FUNCTION, --arch RUN) -----------------------------
+    ("search --space {tmp}/none.py:net", None, "none.py does not exist"),
+    ("search --space {tmp}/m.py:nope", OWN, "has no function 'nope'"),
+    ("search --space {tmp}/m.py:", OWN, "names no function"),
+    ("search --space {tmp}/bad.py:net", OWN, "importing"),
+    ("search --space {tmp}/m.py:three", OWN, "returned a int, not a torch.nn.Module"),
+    ("search --space {tmp}/m.py:plain", OWN, "holds no nasp.Choice"),
+    ("search --space {tmp}/m.py:shapes", OWN, "different shapes"),
+    ("search --space {tmp}/m.py:net --task lm", OWN, "searches images"),
+    ("search --space no_such_pkg.mod:net", None, "cannot be imported"),
+    ("search --task model", None, "nasp.search(model=net"),
+    ("search --space {tmp}/m.py:net --cost latency --lambda-cost 1", OWN, "--cost-table"),
+    ("search --space {tmp}/m.py:net --cost latency --lambda-cost 1 --cost-table {tmp}/costs.json",
+     {**OWN, "costs.json": "{}"}, "not a nasp cost table"),
+    ("train --arch {tmp}/none", None, "no config.json"),
+    ("train --arch {tmp}/search", "search", "built-in space"),
+    ("train --arch {tmp}/train", "train", "not a search run"),
+    ("train --arch {tmp}/search --genotype DARTS_V2", "search", "--genotype and --arch"),
+    ("train --arch ''", None, "invalid arch: ''"),
+    ("info --arch {tmp}/search", "search", "built-in space"),
+    ("info --arch {tmp}/none", None, "no config.json"),
+    ("info --arch {tmp}/x --genotype DARTS_V2", None, "not allowed with argument"),
+    ("profile --space {tmp}/m.py:nope", OWN, "has no function 'nope'"),
+    ("profile --space {tmp}/m.py:net --layers 5", OWN, "does not apply to your own model"),
 ]
 
 

@@ -273,6 +273,8 @@ def common_checks(cfg: Any) -> list[tuple[bool, str, str]]:
                       "give --data-root the dataset's folder"),
         "cost_table": (lambda v: v is None or v != "",
                        "give --cost-table a file made by nasp profile"),
+        "arch": (lambda v: v is None or v != "",
+                 "give --arch the run folder of a search of your own model"),
         "genotype": (lambda v: v != "", "give --genotype a published name, a genotype.json or "
                      "a search run folder"),
         "channels": (lambda v: v >= 2 and v % 2 == 0, "use an even --channels >= 2"),

@@ -79,9 +79,10 @@ class ImageSearchTask:
         self.net: ModelNet | None = None
         if is_model_ref(cfg.space):
             model = build_model(cfg.space, dataset.channels, dataset.num_classes)
-            self.net = ModelNet(model.to(device).to(memory_format=fmt), task="cnn")
+            self.net = ModelNet(model.to(device), task="cnn")
             self.space, self.model, self.forward = self.net.space, model, self.net
-            self._check_model(cfg.space, dataset.num_classes)
+            self._check_model(cfg.space, dataset.num_classes)  # lazy modules materialise here
+            model.to(memory_format=fmt)
         else:
             self.space = get_space(cfg.space)
             self.model = search_network(self.space, dataset.channels, dataset.num_classes,
