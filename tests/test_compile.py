@@ -238,6 +238,22 @@ def test_compiled_language_model_training_agrees_with_eager(tmp_path, traced):
     assert traced["stats"]["unique_graphs"] > 0
 
 
+def test_compiled_language_model_search_agrees_with_eager(tmp_path, traced):
+    from nasp.configs import SearchConfig, resolve
+    from test_rnn_data import write_corpus
+
+    root = write_corpus(tmp_path / "ptb", lines=150)
+    opts = dict(task="lm", strategy="nasp", space="rnn", preset="quick", data="ptb",
+                data_root=str(root), emsize=8, nhid=8, batch_size=4, eval_batch_size=4, bptt=5,
+                epochs=2, max_steps_per_epoch=3, device="cpu")
+    runs = {mode: run_search(resolve(SearchConfig, {**opts, "compile": mode}), progress=False)
+            for mode in ("off", "on")}
+    assert traced["stats"]["unique_graphs"] > 0
+    assert runs["on"].genotype == runs["off"].genotype
+    for a, b in zip(runs["off"].metrics, runs["on"].metrics, strict=True):
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-5)
+
+
 # --- inductor itself, on the smallest pieces -----------------------------------------------------
 
 def test_inductor_compiled_op_probe_and_gradients_agree_with_eager():
