@@ -82,6 +82,14 @@ def test_compile_on_without_a_cpp_compiler_is_one_clear_error(tmp_path, capsys, 
     assert not out.exists()  # refused before anything was written
 
 
+def test_an_unknown_compile_mode_is_one_clear_error(capsys):
+    for argv in (["search", "--compile", "yes"], ["train", "--compile", "fast"],
+                 ["train", "--task", "lm", "--compile", "1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "use --compile off, on, auto" in err, err
+
+
 def test_compile_auto_without_a_compiler_runs_eagerly_and_says_so_once(capsys, no_compiler):
     assert resolve_compile("auto", "cpu", 10**6) == "off"
     assert resolve_compile("auto", "cpu", 10**6) == "off"
