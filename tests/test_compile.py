@@ -166,6 +166,12 @@ def test_a_plain_module_compiles_through_the_same_forward_and_probe_calls(traced
     torch.testing.assert_close(c.forward(module, x), module(x))
     with torch.no_grad():
         torch.testing.assert_close(c.probe(module, x, g), (module(x) * g).sum())
+    # a network with a compiler attached still pickles (it compiles afresh where it is loaded)
+    import pickle
+
+    attach(module, c)
+    copy = pickle.loads(pickle.dumps(module))
+    torch.testing.assert_close(copy(x), module(x))
 
 
 def test_a_search_whose_architecture_changes_many_times_recompiles_nothing(

@@ -234,6 +234,9 @@ class Compiler:
     def __deepcopy__(self, memo: dict) -> Compiler:
         return self  # a copied network shares the compiled graphs
 
+    def __reduce__(self) -> tuple:
+        return (Compiler, (self.mode,))  # a pickled network compiles afresh where it is loaded
+
     def call(self, fn: Callable, module: nn.Module, *args: Any) -> Any:
         """``fn(module, *args)``, compiled once per (fn, module kind, signature of args)."""
         key = (fn.__name__, _kind(module), _state(module), module.training,
