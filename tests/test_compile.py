@@ -104,6 +104,9 @@ def test_compile_auto_compiles_runs_long_enough_to_pay_on_the_cpu(monkeypatch, c
     assert resolve_compile("auto", "cpu", None) == "on"
     assert resolve_compile("auto", "cpu", AUTO_MIN_STEPS - 1) == "off"
     assert "too few for compiling to pay" in capsys.readouterr().err
+    assert resolve_compile("auto", "cpu", 10**6, "train") == "off"  # measured slower there
+    assert "compiled training measured no faster" in capsys.readouterr().err
+    assert resolve_compile("on", "cpu", 1, "train") == "on"
     assert resolve_compile("off", "cpu", 10**6) == "off"
     with pytest.raises(NaspError, match="--compile off, on or auto"):
         resolve_compile("yes", "cpu")

@@ -95,12 +95,15 @@ def unsupported(device: torch.device) -> str | None:
     return None
 
 
-def resolve_compile(value: str, device: torch.device | str, steps: int | None = None) -> str:
-    """``on`` or ``off`` for a run: ``on`` where the platform cannot compile is a NaspError;
-    ``auto`` compiles on CUDA (launch-bound small kernels, CUDA graphs) and on the CPU when the
-    run has at least ``AUTO_MIN_STEPS`` iterations (``steps``; unknown counts as long), and
-    says once why it runs eagerly otherwise. The result is recorded in the run's config, so a
-    resume computes as the run began."""
+def resolve_compile(value: str, device: torch.device | str, steps: int | None = None,
+                    workflow: str = "search") -> str:
+    """``on`` or ``off`` for a run: ``on`` where the platform cannot compile is a NaspError.
+
+    ``auto`` compiles on CUDA (launch-bound small kernels, CUDA graphs); on the CPU it compiles
+    searches of at least ``AUTO_MIN_STEPS`` iterations (``steps``; unknown counts as long) and
+    no training run (``workflow`` "train": the compiled evaluation network measured slower
+    than the eager one on the CPU, see README), and says once why it runs eagerly. The result
+    is recorded in the run's config, so a resume computes as the run began."""
     if value not in MODES:
         raise NaspError(f"unknown compile mode {value!r}", "use --compile off, on or auto")
     if value == "off":
@@ -114,6 +117,10 @@ def resolve_compile(value: str, device: torch.device | str, steps: int | None = 
         return "on"
     if why:
         say_once(f"--compile auto runs eagerly: {why}")
+        return "off"
+    if device.type == "cpu" and workflow == "train":
+        say_once("--compile auto runs eagerly: compiled training measured no faster on the "
+                 "CPU (--compile on forces it)")
         return "off"
     if device.type == "cpu" and steps is not None and steps < AUTO_MIN_STEPS:
         say_once(f"--compile auto runs eagerly: {steps} iterations are too few for compiling "

@@ -82,9 +82,9 @@ class TrainConfig(RunConfig):
                              "CPU and CUDA, where it measured faster), channels_last or "
                              "contiguous; config.json records the resolved one")
     compile: str = opt("off", "compile the network (torch.compile; CUDA graphs on a GPU): off, "
-                       "on, or auto (on for CUDA, and on the CPU for runs long enough to pay "
-                       "for compiling); config.json records the resolved one and a resume "
-                       "keeps it")
+                       "on, or auto (on for CUDA; eager on the CPU, where compiled training "
+                       "measured no faster); config.json records the resolved one and a "
+                       "resume keeps it")
     # bookkeeping
     log_every: int = opt(20, "progress-bar refresh (one host-device sync) every N steps")
     tensorboard: bool = opt(False, "also write TensorBoard logs to RUN/tb (needs the "

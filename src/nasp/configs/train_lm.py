@@ -62,9 +62,9 @@ class LMTrainConfig(RunConfig):
     dropoute: float = opt(0.1, "embedding dropout (whole words)")
     # speed
     compile: str = opt("off", "compile the recurrent cell's time step (torch.compile): off, "
-                       "on, or auto (on for CUDA, and on the CPU for runs long enough to pay "
-                       "for compiling); config.json records the resolved one and a resume "
-                       "keeps it")
+                       "on, or auto (on for CUDA; eager on the CPU, where compiled training "
+                       "measured no faster); config.json records the resolved one and a "
+                       "resume keeps it")
     # bookkeeping
     log_every: int = opt(100, "progress update (one host-device sync) every N steps")
     tensorboard: bool = opt(False, "also write TensorBoard logs to RUN/tb (needs the "

@@ -224,7 +224,7 @@ def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
             steps = len(corpus.train) // (cfg.batch_size * cfg.bptt)
             if cfg.max_steps_per_epoch:
                 steps = min(steps, cfg.max_steps_per_epoch)
-            cfg.compile = resolve_compile(cfg.compile, d.device, steps * cfg.epochs)
+            cfg.compile = resolve_compile(cfg.compile, d.device, steps * cfg.epochs, "train")
             folder.start()
         return _train(cfg, folder, ckpt, genotype, corpus, d, progress and d.is_main)
     finally:
