@@ -2,8 +2,11 @@
 # One command for a GPU machine that already has torch (2.4-2.13) and no internet: install nasp
 # without its dependencies (pip --no-deps; NO_INSTALL=1 skips it), run every test that uses CUDA
 # (pytest -m cuda), time one search iteration of NASP, DARTS and DARTS-2nd on the GPU with and
-# without bf16 autocast for the weight step, measure the evaluation network's throughput (fp32
-# and bf16) and the data-parallel scaling, and print a summary.
+# without bf16 autocast for the weight step, eager and compiled (--compile: inductor's kernels
+# per op, probe and mixed edge), measure the evaluation network's throughput (fp32 and bf16,
+# eager and compiled with CUDA graphs) and the data-parallel scaling, and print a summary.
+# Compiled runs write inductor's cache to $OUT/inductor-cache (TORCHINDUCTOR_CACHE_DIR), so
+# their compilation time is a cold cache's.
 #
 #   bash benchmarks/gpu_check.sh            # everything; logs and JSON in gpu-check/
 #   OUT=/tmp/gc STEPS=5 bash benchmarks/gpu_check.sh
@@ -23,6 +26,7 @@ DEVICE=${DEVICE:-cuda}
 SMALL=${SMALL:-}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/$OUT/inductor-cache}
 
 # the interpreter that holds torch: $PYTHON, else python3 (GPU images often have no `python`)
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
@@ -68,12 +72,23 @@ echo "== search iteration, paper size (C=16, 8 cells, batch 64, 3x32x32), fp32 w
 echo "== the same with bf16 autocast for the weight step (architecture gradient in fp32)"
 "$PY" benchmarks/step_time.py --device "$DEVICE" --steps "$STEPS" --warmup 2 --amp $SMALL \
   --json "$OUT/step_time_bf16.json" 2>&1 | tee "$OUT/step_time_bf16.log" || status=1
+echo "== the same two, compiled (torch.compile per op kind, probe and mixed edge; compilation reported apart)"
+"$PY" benchmarks/step_time.py --device "$DEVICE" --steps "$STEPS" --warmup 2 --compile $SMALL \
+  --json "$OUT/step_time_fp32_compiled.json" 2>&1 | tee "$OUT/step_time_fp32_compiled.log" || status=1
+"$PY" benchmarks/step_time.py --device "$DEVICE" --steps "$STEPS" --warmup 2 --compile --amp \
+  $SMALL --json "$OUT/step_time_bf16_compiled.json" 2>&1 \
+  | tee "$OUT/step_time_bf16_compiled.log" || status=1
+echo "== compiled with CUDA graphs (reduce-overhead) for every piece: an experiment, see nasp/compiled.py"
+"$PY" benchmarks/step_time.py --device "$DEVICE" --steps "$STEPS" --warmup 2 --compile \
+  --compile-mode reduce-overhead --strategies nasp,darts $SMALL \
+  --json "$OUT/step_time_fp32_cudagraphs.json" 2>&1 | tee "$OUT/step_time_fp32_cudagraphs.log" \
+  || echo "(the CUDA-graph experiment failed; the log says why; not counted as a failure)"
 echo "== recurrent cells (PTB-size supernet)"
 "$PY" benchmarks/step_time.py --device "$DEVICE" --task lm --steps "$STEPS" --warmup 2 \
   ${SMALL:+--batch-size 8} --json "$OUT/step_time_lm.json" 2>&1 | tee "$OUT/step_time_lm.log" || status=1
 
-echo "== evaluation network throughput (DARTS_V2, 20 cells, C=36, batch 96; fp32 and bf16 on CUDA)"
-"$PY" benchmarks/throughput.py --device "$DEVICE" --steps "$STEPS" --warmup 2 \
+echo "== evaluation network throughput (DARTS_V2, 20 cells, C=36, batch 96; fp32 and bf16 on CUDA; eager and compiled)"
+"$PY" benchmarks/throughput.py --device "$DEVICE" --steps "$STEPS" --warmup 3 --compile both \
   ${SMALL:+--layers 5 --channels 8} 2>&1 \
   | tee "$OUT/throughput.log" || status=1
 
@@ -91,7 +106,8 @@ out = pathlib.Path(sys.argv[1])
 log = out / "tests.log"
 lines = [ln for ln in log.read_text().splitlines() if ln.strip()] if log.exists() else []
 print("CUDA tests: " + (lines[-1].strip("= ") if lines else "no log"))
-for name in ("step_time_fp32", "step_time_bf16", "step_time_lm"):
+for name in ("step_time_fp32", "step_time_bf16", "step_time_fp32_compiled",
+             "step_time_bf16_compiled", "step_time_fp32_cudagraphs", "step_time_lm"):
     p = out / f"{name}.json"
     if not p.exists():
         print(f"{name}: missing"); continue
@@ -101,10 +117,19 @@ for name in ("step_time_fp32", "step_time_bf16", "step_time_lm"):
         ratios = ", ".join(f"{k}/nasp x{v / t['nasp']:.2f}" for k, v in t.items() if k != "nasp")
         print(f"{name}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t.items())
               + f"; {ratios}")
+    compile_s = {k: v.get("compile_s") for k, v in rows.items() if isinstance(v, dict)}
+    if any(compile_s.values()):
+        print("  compilation (s, cold cache): " + ", ".join(f"{k} {v:.0f}"
+                                                          for k, v in compile_s.items()))
+    eager = out / (name.replace("_compiled", "").replace("_cudagraphs", "") + ".json")
+    if name != eager.stem and eager.exists() and "nasp" in t:
+        base = json.loads(eager.read_text())["results"]
+        print("  compiled vs eager: " + ", ".join(
+            f"{k} x{base[k]['total'] / v:.2f}" for k, v in t.items() if k in base))
     corpus = next(iter(rows.values())).get("corpus")
     if corpus:
         print(f"  corpus: {corpus}")
 EOF
-# the throughput table: its header line to the end (one row per device and precision)
+# the throughput table: its header line to the end (one row per device, precision and mode)
 sed -n '/^device /,$p' "$OUT/throughput.log"
 exit $status

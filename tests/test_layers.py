@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ops", ("nasp.ops", "nasp.rnn_ops")),
     ("data", ("nasp.data",)),
     ("devices and ranks", ("nasp.device", "nasp.distributed", "nasp.collectives",
-                           "nasp.heartbeat")),
+                           "nasp.heartbeat", "nasp.compiled")),
     ("foundation", ("nasp.errors", "nasp.registry", "nasp.files", "nasp.version")),
 ]
 

@@ -150,6 +150,8 @@ def check_same_run(run_dir: Path, cfg: SearchConfig) -> None:
     wanted_cfg["memory_format"] = memory_format_name(resolve_memory_format(
         resolve_device(cfg.device), cfg.memory_format))
     saved, wanted = comparable(read_json(run_dir / "config.json")), comparable(wanted_cfg)
+    if wanted.get("compile") == "auto":  # auto accepts what it resolved to for that run
+        wanted["compile"] = saved.get("compile", "off")
     diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now" for k in diff)

@@ -43,6 +43,15 @@ def fast_paths() -> bool:
     return _FAST[0] and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
+def fast_gradients() -> bool:
+    """Whether the depthwise convolution may take its CPU gradients from forward convolutions
+    (``DepthwiseConv2d``): as ``fast_paths``, but also inside torch.compile, which traces the
+    custom autograd functions into its graphs (torch's own depthwise backward is what they
+    avoid, 4-40x slower); never while exporting or tracing."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
+    return _FAST[0] and not torch.jit.is_tracing() and not exporting
+
+
 @contextmanager
 def module_by_module() -> Iterator[None]:
     """Run every op layer by layer through its torch modules, without the fused paths of this
@@ -67,6 +76,8 @@ class _AfterReLU(nn.Sequential):
     """A block that starts with a ReLU. ``from_relu(relu(x)) == forward(x)``: callers that
     feed several such blocks the same ``x`` (a cell's input, a node read by several edges)
     compute and keep ``relu(x)`` once. ``probe`` does the same for NASP's probes."""
+
+    compiled_probe = "from_relu"  # a compiled probe starts from the shared ReLU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.from_relu(self[0](x))
@@ -273,7 +284,7 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type == "cpu" and (max(self.dilation) > 1 or max(self.kernel_size) > 3)
-                and torch.is_grad_enabled() and fast_paths()
+                and torch.is_grad_enabled() and fast_gradients()
                 and (x.requires_grad or self.weight.requires_grad)):
             return depthwise_conv_cpu(x, self.weight, self.stride, self.padding, self.dilation)
         return super().forward(x)
@@ -345,6 +356,9 @@ class FacConv(_AfterReLU):
 
 
 class Identity(nn.Module):
+    trivial = True  # nothing to compile (``nasp.compiled``)
+    compiled_probe = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
@@ -359,6 +373,8 @@ class Zero(nn.Module):
     and its weight's gradient, ⟨∂L/∂s, 0⟩, is exactly zero."""
 
     is_zero = True
+    trivial = True
+    compiled_probe = None
 
     def __init__(self, stride: int) -> None:
         super().__init__()
@@ -381,6 +397,8 @@ class FactorizedReduce(nn.Module):
     Computed as one 2x2 stride-2 convolution whose filter holds the first conv's weights at
     tap (0, 0) and the second's at tap (1, 1): the same numbers without the shift, the slices
     and the concatenation, whose gradients would come back in the default memory format."""
+
+    compiled_probe = "from_relu"
 
     def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
         super().__init__()
@@ -524,6 +542,9 @@ class PoolBN(nn.Sequential):
     the batch's statistics, so every edge that pools the same tensor the same way gets the same
     output. It is computed once per input (``inp.memo``); each edge adds its own running-
     statistics update, as its BN would."""
+
+    # compiled probes would pool every edge's input anew; the shared eager map is cheaper
+    compiled_probe = None
 
     def __init__(self, pool: nn.Module, c: int) -> None:
         super().__init__(pool, nn.BatchNorm2d(c, affine=False))

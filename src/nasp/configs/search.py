@@ -13,6 +13,7 @@ from nasp.configs.base import RunConfig, check_values, common_checks, opt
 from nasp.errors import NaspError
 
 SPLITS = ("valid", "test")
+COMPILE_MODES = ("off", "on", "auto")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 COSTS = ("params", "madds", "latency")
 
@@ -117,6 +118,10 @@ class SearchConfig(RunConfig):
                              "contiguous; config.json records the resolved one")
     amp: bool | None = opt(None, "bf16 autocast for the weight step (default: on for CUDA); the "
                            "architecture gradient stays in float32")
+    compile: str = opt("off", "compiled steps (torch.compile per op, probe and mixed edge): off, "
+                       "on, or auto (on for CUDA, and on the CPU for runs long enough to pay "
+                       "for compiling); config.json records the resolved one and a resume "
+                       "keeps it")
     dist_timeout: float = opt(600.0, "with several processes, seconds a collective may wait "
                               "for a rank before the run stops naming it")
 
@@ -158,6 +163,8 @@ class SearchConfig(RunConfig):
             (self.threads is None or self.threads >= 1, "threads", "use --threads 1 or more"),
             (self.memory_format in MEMORY_FORMATS, "memory_format",
              f"use --memory-format {', '.join(MEMORY_FORMATS)}"),
+            (self.compile in COMPILE_MODES, "compile",
+             f"use --compile {', '.join(COMPILE_MODES)}"),
         ]
         check_values(self, checks)
         if self.cost_table is not None:

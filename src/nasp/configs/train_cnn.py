@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nasp.configs.base import RunConfig, check_values, common_checks, opt
-from nasp.configs.search import MEMORY_FORMATS
+from nasp.configs.search import COMPILE_MODES, MEMORY_FORMATS
 from nasp.errors import NaspError
 
 
@@ -85,6 +85,10 @@ class TrainConfig(RunConfig):
     memory_format: str = opt("auto", "layout of images and activations: auto (channels_last on "
                              "CPU and CUDA, where it measured faster), channels_last or "
                              "contiguous; config.json records the resolved one")
+    compile: str = opt("off", "compile the network (torch.compile; CUDA graphs on a GPU): off, "
+                       "on, or auto (on for CUDA; eager on the CPU, where compiled training "
+                       "measured no faster); config.json records the resolved one and a "
+                       "resume keeps it")
     # bookkeeping
     log_every: int = opt(20, "progress-bar refresh (one host-device sync) every N steps")
     tensorboard: bool = opt(False, "also write TensorBoard logs to RUN/tb (needs the "
@@ -131,6 +135,8 @@ class TrainConfig(RunConfig):
              "use --drop-path-prob in [0, 1)"),
             (self.memory_format in MEMORY_FORMATS, "memory_format",
              f"use --memory-format {', '.join(MEMORY_FORMATS)}"),
+            (self.compile in COMPILE_MODES, "compile",
+             f"use --compile {', '.join(COMPILE_MODES)}"),
         ]
         check_values(self, checks)
         if self.tensorboard:  # a missing package fails now, not after the first epoch

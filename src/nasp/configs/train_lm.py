@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nasp.configs.base import RunConfig, check_values, common_checks, opt
+from nasp.configs.search import COMPILE_MODES
 from nasp.errors import NaspError
 
 
@@ -60,6 +61,11 @@ class LMTrainConfig(RunConfig):
     dropoutx: float = opt(0.75, "variational dropout on the input entering node 0")
     dropouti: float = opt(0.2, "locked dropout on the embeddings")
     dropoute: float = opt(0.1, "embedding dropout (whole words)")
+    # speed
+    compile: str = opt("off", "compile the recurrent cell's time step (torch.compile): off, "
+                       "on, or auto (on for CUDA; eager on the CPU, where compiled training "
+                       "measured no faster); config.json records the resolved one and a "
+                       "resume keeps it")
     # bookkeeping
     log_every: int = opt(100, "progress update (one host-device sync) every N steps")
     tensorboard: bool = opt(False, "also write TensorBoard logs to RUN/tb (needs the "
@@ -82,6 +88,8 @@ class LMTrainConfig(RunConfig):
             (self.tar >= 0, "tar", "use --tar 0 (off) or more"),
             (self.emsize == self.nhid, "emsize",
              "the decoder shares the embedding matrix: give --emsize and --nhid one value"),
+            (self.compile in COMPILE_MODES, "compile",
+             f"use --compile {', '.join(COMPILE_MODES)}"),
         ]
         check_values(self, checks)
         if self.tensorboard:  # a missing package fails now, not after the first epoch

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from nasp.compiled import Compiler, attach, compile_mode_for, resolve_compile
 from nasp.configs import SearchConfig
 from nasp.device import (
     autocast,
@@ -166,6 +167,11 @@ def _setup(cfg: SearchConfig, folder: RunFolder | None, d: Dist,
     if strategy is None:
         costs = task.raw_costs(cfg.cost, cfg.cost_table) if cfg.lambda_cost else None
         strategy = build_strategy(cfg, d.device, task.space, costs)
+    # the resolved mode is recorded, so a resumed run computes as it began (a resume in the
+    # other mode is refused: float rounding differs between compiled and eager steps)
+    cfg.compile = resolve_compile(cfg.compile, d.device, task.steps_per_epoch() * cfg.epochs)
+    if cfg.compile == "on":
+        attach(task.model, Compiler(compile_mode_for(d.device, "search")))
     weights = [p for p in task.model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(weights, lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
@@ -352,6 +358,7 @@ def search_result(strategy: Strategy, task: Any, metrics: list[dict[str, Any]],
         "space": cfg.space,
         "epochs": metrics[-1]["epoch"] + 1 if metrics else 0, "search_time_s": wall, **totals,
         "peak_mem_mb": peak_memory_mb(device), "search_network": strategy.network,
+        "compile": cfg.compile,
         "search_epoch": record.get("epoch"), "environment": environment(device, world_size)}
     for key, value in record.items():
         if key.startswith(("valid_", "test_")):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from nasp.compiled import compile_mode_for, compile_network, mark_step, resolve_compile
 from nasp.configs import TrainConfig
 from nasp.data import DeviceLoader, ImageDataset, load_image_dataset, split_indices
 from nasp.device import (
@@ -154,6 +155,7 @@ class _Run:
 
     genotype: Any  # a Genotype, or a user model's arch
     model: nn.Module
+    step_model: nn.Module  # ``model``, or its compiled form (same parameters)
     network: dict[str, Any]
     data: Data
     optimizer: torch.optim.Optimizer
@@ -205,12 +207,19 @@ def _setup(cfg: TrainConfig, folder: RunFolder, d: Dist, dataset: ImageDataset |
     flops_m = count_flops(model, ds.shape) / 1e6
     model = model.to(device).to(memory_format=fmt)
     data = Data(cfg, ds, device, fmt == torch.channels_last, d)
+    steps = len(data.train) if not cfg.max_steps_per_epoch else \
+        min(len(data.train), cfg.max_steps_per_epoch)
+    # recorded resolved, so a resume computes as the run began (the other mode is refused)
+    cfg.compile = resolve_compile(cfg.compile, device, steps * cfg.epochs, "train")
+    step_model: nn.Module = model
+    if cfg.compile == "on":  # the architecture is fixed: the whole network is one graph
+        step_model = compile_network(model, compile_mode_for(device, "train"))
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
     folder.start()
-    return _Run(genotype, model, network, data, optimizer, scheduler, amp, params_m, flops_m,
-                ckpt)
+    return _Run(genotype, model, step_model, network, data, optimizer, scheduler, amp, params_m,
+                flops_m, ckpt)
 
 
 def _own_model(cfg: TrainConfig, ckpt: dict[str, Any] | None) -> tuple[str, Any] | None:
@@ -226,7 +235,7 @@ def _own_model(cfg: TrainConfig, ckpt: dict[str, Any] | None) -> tuple[str, Any]
 def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bool, log: bool,
            on_epoch_end: EpochCallback | None) -> dict[str, Any]:
     model, data, optimizer, scheduler = run.model, run.data, run.optimizer, run.scheduler
-    device, amp = d.device, run.amp
+    device, amp, net = d.device, run.amp, run.step_model
     start_epoch, wall, best = 0, 0.0, {"valid_acc": -1.0, "epoch": -1}
     history: list[dict[str, Any]] = []
     if run.ckpt is not None:
@@ -259,7 +268,10 @@ def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bo
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
-        model.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
+        drop_prob = cfg.drop_path_prob * epoch / cfg.epochs
+        # a compiled network takes it as a tensor, an input of its graph (see drop_path)
+        model.drop_path_prob = drop_prob if net is model else torch.tensor(drop_prob,
+                                                                           device=device)
         lr = optimizer.param_groups[0]["lr"]
         sums = {"loss_sum": torch.zeros((), device=device, dtype=torch.float64),
                 "correct": torch.zeros((), device=device, dtype=torch.float64),
@@ -268,8 +280,9 @@ def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bo
         progress_bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                             disable=not progress, leave=False, dynamic_ncols=True)
         for step, (x, y) in enumerate(itertools.islice(data.train.epoch(epoch), steps)):
+            mark_step(net)
             with autocast(device, amp):
-                out = model(x)
+                out = net(x)
                 logits, aux = out if isinstance(out, tuple) else (out, None)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 total = loss
@@ -298,13 +311,13 @@ def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bo
         scheduler.step()
         sums = {k: float(v) for k, v in d.sum_metrics(sums).items()}
         d.average_buffers(model)  # each rank's statistics saw only its shard
-        valid = evaluate(model, data.valid, device, amp, d)
+        valid = evaluate(net, data.valid, device, amp, d)
         epoch_time = time.perf_counter() - t0
         wall += epoch_time
         seen = max(sums["count"], 1.0)
         record = {"epoch": epoch, "train_loss": sums["loss_sum"] / seen,
                   "train_acc": sums["correct"] / seen, "valid_loss": valid["loss"],
-                  "valid_acc": valid["acc"], "lr": lr, "drop_path_prob": model.drop_path_prob,
+                  "valid_acc": valid["acc"], "lr": lr, "drop_path_prob": drop_prob,
                   "epoch_time": epoch_time, "wall_time": wall,
                   "peak_mem_mb": peak_memory_mb(device)}
         if not math.isfinite(record["valid_loss"]):
@@ -327,13 +340,14 @@ def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bo
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
 
-    test = evaluate(model, data.test, device, amp, d)
+    test = evaluate(net, data.test, device, amp, d)
     result: dict[str, Any] = {
         "test_acc": test["acc"], "test_loss": test["loss"], "best_valid_acc": best["valid_acc"],
         "best_epoch": best["epoch"], "params_m": run.params_m, "flops_m": run.flops_m,
         getattr(run.genotype, "KEY", "genotype"): run.genotype.to_dict(), "epochs": cfg.epochs,
         "train_time_s": wall,
         "data": cfg.data, "seed": cfg.seed, "peak_mem_mb": peak_memory_mb(device),
+        "compile": cfg.compile,
         "environment": environment(device, d.world_size)}
     if data.has_valid and best["epoch"] >= 0:
         # a checkpoint chosen on held-out data may be tested honestly; one chosen on the test
@@ -341,7 +355,7 @@ def _train(cfg: TrainConfig, folder: RunFolder, d: Dist, run: _Run, progress: bo
         if d.is_main:
             model.load_state_dict(folder.load_checkpoint(device, "best.pt")["model"])
         d.broadcast_state(model)
-        result["best_test_acc"] = evaluate(model, data.test, device, amp, d)["acc"]
+        result["best_test_acc"] = evaluate(net, data.test, device, amp, d)["acc"]
     folder.write_json("result.json", result)
     if log:
         tqdm.write(f"test_acc {result['test_acc']:.4f} test_loss {result['test_loss']:.4f} "

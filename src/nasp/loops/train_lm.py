@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from nasp.compiled import Compiler, attach, resolve_compile
 from nasp.configs import LMTrainConfig
 from nasp.data.text import Corpus, batchify, get_batch, load_corpus
 from nasp.device import environment, tune_cpu_allocator
@@ -219,6 +220,11 @@ def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
             if d.device.type == "cpu":
                 tune_cpu_allocator()
             corpus = corpus or load_corpus(cfg.data, cfg.data_root)
+            # recorded resolved: a resume computes as the run began (the other mode is refused)
+            steps = len(corpus.train) // (cfg.batch_size * cfg.bptt)
+            if cfg.max_steps_per_epoch:
+                steps = min(steps, cfg.max_steps_per_epoch)
+            cfg.compile = resolve_compile(cfg.compile, d.device, steps * cfg.epochs, "train")
             folder.start()
         return _train(cfg, folder, ckpt, genotype, corpus, d, progress and d.is_main)
     finally:
@@ -233,6 +239,8 @@ def _train(cfg: LMTrainConfig, folder: RunFolder, ckpt: dict[str, Any] | None,
     seed_everything(cfg.seed)
     model = RNNModel(genotype, corpus.ntokens, cfg.emsize, cfg.nhid, cfg.dropout, cfg.dropouth,
                      cfg.dropoutx, cfg.dropouti, cfg.dropoute).to(device)
+    if cfg.compile == "on":  # the cell's time step, one graph whatever the window's length
+        attach(model.cell, Compiler())
     # what nasp.load needs to rebuild the model and its vocabulary without the corpus
     network = lm_record(genotype, corpus.vocab, cfg.emsize, cfg.nhid,
                         {k: getattr(cfg, k) for k in LM_DROPOUTS}, cfg.data)
@@ -304,6 +312,7 @@ def _train(cfg: LMTrainConfig, folder: RunFolder, ckpt: dict[str, Any] | None,
               "best_epoch": state.best_epoch, "epochs": state.epoch,
               "params_m": count_lm_params(genotype, corpus.ntokens, cfg.emsize, cfg.nhid) / 1e6,
               "train_time_s": state.wall_time, "genotype": genotype.to_dict(),
+              "compile": cfg.compile,
               "environment": environment(device, d.world_size)}
     folder.write_json("result.json", result)
     if progress:

@@ -30,7 +30,7 @@ from torch import nn
 
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
-from nasp.models.drop_path import drop_path
+from nasp.models.drop_path import drop_path, drops
 from nasp.ops import (
     FactorizedReduce,
     GlobalAvgPool,
@@ -82,12 +82,13 @@ class EvalCell(nn.Module):
         self.relu = nn.ReLU()
         self.multiplier = len(self.concat)
 
-    def forward(self, r0: torch.Tensor, r1: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    def forward(self, r0: torch.Tensor, r1: torch.Tensor,
+                drop_prob: float | torch.Tensor) -> torch.Tensor:
         """``r0``, ``r1``: the ReLUs of the two previous cells' outputs (see ``EvalCNN``).
         Ops that start with a ReLU of a state (the convolutions) share one ReLU per state."""
         states = [self.preprocess0.from_relu(r0), self.preprocess1.from_relu(r1)]
         relus: dict[int, torch.Tensor] = {}
-        drop = self.training and drop_prob > 0.0
+        drop = drops(self.training, drop_prob)
         for start in range(0, len(self.ops), self.keep):
             total = None
             for e in range(start, start + self.keep):

@@ -15,7 +15,7 @@ from torch import nn
 
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
-from nasp.models.drop_path import drop_path
+from nasp.models.drop_path import drop_path, drops
 from nasp.nb201.network import build_network
 from nasp.nb201.ops import make_op
 from nasp.ops import Identity, Zero
@@ -36,9 +36,9 @@ class NB201Cell(nn.Module):
         # identity edges carry the signal through the cell; dropping them would cut it (DARTS)
         self.droppable = [not isinstance(op, Identity) for op in self.edges]
 
-    def forward(self, x: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, drop_prob: float | torch.Tensor = 0.0) -> torch.Tensor:
         states = [x]
-        drop = self.training and drop_prob > 0.0
+        drop = drops(self.training, drop_prob)
         for node_edges in NB201_CELL.node_edges:
             total = None
             for e in node_edges:

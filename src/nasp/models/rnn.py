@@ -21,10 +21,12 @@ the cell output (dropout). No batch normalisation here; the search cell has it (
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
+from nasp.compiled import compiler_of
 from nasp.errors import NaspError
 from nasp.genotype import Genotype
 from nasp.rnn_ops import (
@@ -79,7 +81,6 @@ class RecurrentCell(nn.Module):
                 w.uniform_(-INIT_RANGE, INIT_RANGE)
 
     def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        nhid = self.nhid
         if self.training and self.dropoutx > 0:
             x = x * dropout_mask(x, (1, x.size(1), x.size(2)), self.dropoutx)
         h_mask = None
@@ -89,27 +90,41 @@ class RecurrentCell(nn.Module):
         w0h = self.w0[self.ninp:]
         # one matrix per state: its consumers' matrices side by side
         wcat = [torch.cat([self.ws[i] for i in c], dim=1) if c else None for c in self.consumers]
+        compiler = compiler_of(self)
         outputs = []
         for xw_t in xw.unbind(0):  # unbind: one gradient buffer, not one per step
-            h = hidden
-            c0, h0 = (xw_t + (h if h_mask is None else h * h_mask) @ w0h).chunk(2, dim=-1)
-            states = [highway(h, torch.tanh(h0), torch.sigmoid(c0))]
-            pre: dict[int, torch.Tensor] = {}
-            for j in range(len(self.acts) + 1):
-                if j > 0 and self.acts[j - 1] == "none":
-                    states.append(torch.zeros_like(states[0]))
-                elif j > 0:  # node j from its predecessor's transform
-                    i = j - 1
-                    c, ht = pre.pop(i).chunk(2, dim=-1)
-                    prev = states[self.preds[i]]
-                    states.append(highway(prev, ACTIVATIONS[self.acts[i]](ht), torch.sigmoid(c)))
-                if wcat[j] is not None:
-                    s = states[j] if h_mask is None else states[j] * h_mask
-                    for i, chunk in zip(self.consumers[j], (s @ wcat[j]).split(2 * nhid, -1)):
-                        pre[i] = chunk
-            hidden = torch.stack([states[n] for n in self.concat]).mean(0)
+            if compiler is None:
+                hidden = self.step(xw_t, hidden, h_mask, w0h, wcat)
+            else:  # one graph per batch shape and mode, whatever the window length
+                hidden = compiler.call(_cell_step, self, xw_t, hidden, h_mask, w0h, wcat)
             outputs.append(hidden)
         return torch.stack(outputs), hidden
+
+    def step(self, xw_t: torch.Tensor, h: torch.Tensor, h_mask: torch.Tensor | None,
+             w0h: torch.Tensor, wcat: list[torch.Tensor | None]) -> torch.Tensor:
+        """One time step: node 0 from ``x_t W_0`` (precomputed) and ``h``, the nodes, their
+        mean (the new hidden state)."""
+        nhid = self.nhid
+        c0, h0 = (xw_t + (h if h_mask is None else h * h_mask) @ w0h).chunk(2, dim=-1)
+        states = [highway(h, torch.tanh(h0), torch.sigmoid(c0))]
+        pre: dict[int, torch.Tensor] = {}
+        for j in range(len(self.acts) + 1):
+            if j > 0 and self.acts[j - 1] == "none":
+                states.append(torch.zeros_like(states[0]))
+            elif j > 0:  # node j from its predecessor's transform
+                i = j - 1
+                c, ht = pre.pop(i).chunk(2, dim=-1)
+                prev = states[self.preds[i]]
+                states.append(highway(prev, ACTIVATIONS[self.acts[i]](ht), torch.sigmoid(c)))
+            if wcat[j] is not None:
+                s = states[j] if h_mask is None else states[j] * h_mask
+                for i, chunk in zip(self.consumers[j], (s @ wcat[j]).split(2 * nhid, -1)):
+                    pre[i] = chunk
+        return torch.stack([states[n] for n in self.concat]).mean(0)
+
+
+def _cell_step(cell: RecurrentCell, *args: Any) -> torch.Tensor:
+    return cell.step(*args)
 
 
 class RNNModel(nn.Module):

@@ -18,6 +18,8 @@ op 0; the noise makes the first architecture position-free).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -32,6 +34,22 @@ def init_continuous(setup: StrategySetup, init: float, noise: float) -> dict[str
     g = torch.Generator().manual_seed(setup.seed + 7919)
     return {name: (init + noise * (2 * torch.rand(c.num_edges, c.num_ops, generator=g) - 1))
             .clamp_(0, 1) for name, c in setup.space.cells.items()}
+
+
+@contextmanager
+def held_constant(weights: Sequence[torch.Tensor]) -> Iterator[None]:
+    """The weights without ``requires_grad`` for the architecture gradient. ``autograd.grad``
+    asked for Ā alone skips weight gradients anyway; a compiled op's backward (AOTAutograd)
+    cannot skip them at run time and computes the gradient of every input that required one
+    when it was traced, so it must see weights that do not. The same numbers either way."""
+    held = [p for p in weights if p.requires_grad]
+    for p in held:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in held:
+            p.requires_grad_(True)
 
 
 @register("nasp")
@@ -69,11 +87,13 @@ class NASP(Strategy):
                 for name, cell in self.cells.items()}
 
     def arch_gradient(self, ctx: ArchContext, val_batch: Any) -> list[torch.Tensor]:
-        """∇_Ā (L_val(w, Ā) + R(Ā)) with Ā as a leaf: no weight gradient is computed."""
+        """∇_Ā (L_val(w, Ā) + R(Ā)) with Ā as a leaf: no weight gradient is computed, and the
+        weights are held constant meanwhile (``held_constant``)."""
         A_bar = {name: b.clone().requires_grad_(True) for name, b in self.A_bar.items()}
-        loss = ctx.loss(val_batch, self.arch_weighting(A_bar))
-        penalty = self.arch.penalty(A_bar)
-        return arch_grad(loss if penalty is None else loss + penalty, list(A_bar.values()))
+        with held_constant(ctx.weights):
+            loss = ctx.loss(val_batch, self.arch_weighting(A_bar))
+            penalty = self.arch.penalty(A_bar)
+            return arch_grad(loss if penalty is None else loss + penalty, list(A_bar.values()))
 
     def arch_step(self, ctx: ArchContext, train_batch: Any, val_batch: Any) -> None:
         grads = self.arch_gradient(ctx, val_batch)

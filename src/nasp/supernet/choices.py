@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasp.compiled import compiler_of
 from nasp.errors import NaspError
 from nasp.ops import Identity
 from nasp.spaces.base import CellSpec
@@ -197,7 +198,12 @@ class Choice(ChoiceModule):
             return self._inspect(ops, args, kwargs)
         weights = None if w.weights is None else w.weights[0]
         codes = w.plan[0]
-        out = mix(ops, self.zero, lambda m: m(*args, **kwargs), weights, codes)
+        compiler = compiler_of(self) if torch.is_grad_enabled() else None
+        if compiler is not None and len(args) == 1 and not kwargs and \
+                isinstance(args[0], torch.Tensor) and not self.__dict__["_nested"]:
+            out = mix(ops, self.zero, lambda m: compiler.forward(m, args[0]), weights, codes)
+        else:  # eager (probed candidates run compiled through ``probe_op`` when attached)
+            out = mix(ops, self.zero, lambda m: m(*args, **kwargs), weights, codes)
         if out is None:
             raise RuntimeError(f"the weighting runs no candidate of Choice {self._key!r}")
         if w.weights is not None and torch.is_grad_enabled() and PROBE in codes:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nasp.compiled import compiler_of
 from nasp.ops import FactorizedReduce, GlobalAvgPool, ReLUConvBN, reduction_layers
 from nasp.spaces.base import CellSpec, SearchSpace
 from nasp.supernet.mixed import MixedOp
@@ -44,7 +45,12 @@ class SearchCell(nn.Module):
         """``r0``, ``r1``: the ReLUs of the two previous cells' outputs. Both preprocessing
         blocks start with that ReLU, and every output feeds two cells: the network computes
         and keeps it once per output instead of once per reader."""
-        states = [self.preprocess0.from_relu(r0), self.preprocess1.from_relu(r1)]
+        compiler = compiler_of(self) if torch.is_grad_enabled() else None
+        if compiler is None:
+            states = [self.preprocess0.from_relu(r0), self.preprocess1.from_relu(r1)]
+        else:
+            states = [compiler.forward(self.preprocess0, r0, from_relu=True),
+                      compiler.forward(self.preprocess1, r1, from_relu=True)]
         inputs: dict[int, ProbeInput] = {}  # one per probed state: probes share work on it
         for node_edges in self.spec.node_edges:
             states.append(node_output(self.spec, self.edges, node_edges, states, w,
@@ -131,7 +137,8 @@ class SearchCNN(nn.Module):
         self.classifier = nn.Linear(c_prev, num_classes)
 
     def forward(self, x: torch.Tensor, weighting: Weighting) -> torch.Tensor:
-        out = self.stem(x)
+        compiler = compiler_of(self) if torch.is_grad_enabled() else None
+        out = self.stem(x) if compiler is None else compiler.forward(self.stem, x)
         r0 = r1 = self.relu(out)
         for i, cell in enumerate(self.cells):
             out = cell(r0, r1, weighting[cell.cell_type])

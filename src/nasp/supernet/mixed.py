@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from nasp.compiled import Compiler, compiler_of
 from nasp.ops import make_op
 from nasp.supernet.weighting import RUN
 
@@ -29,7 +30,20 @@ class MixedOp(nn.Module):
     def forward(
         self, x: torch.Tensor, weights: torch.Tensor | None, codes: tuple[int, ...]
     ) -> torch.Tensor | None:
-        return mix(self.ops, self.zero, lambda op: op(x), weights, codes)
+        compiler = compiler_of(self) if torch.is_grad_enabled() else None
+        if compiler is not None and sum(c == RUN for c in codes) > 1:
+            return compiler.mixed(self, x, weights, codes)  # DARTS: the edge is one graph
+        return self.forward_eager(x, weights, codes, compiler)
+
+    def forward_eager(self, x: torch.Tensor, weights: torch.Tensor | None,
+                      codes: tuple[int, ...], compiler: Compiler | None = None
+                      ) -> torch.Tensor | None:
+        """The sum, op by op; with ``compiler`` each op that is worth it runs compiled (one
+        graph per op kind and shape, whatever the edge: NASP's selected ops)."""
+        if compiler is None:
+            return mix(self.ops, self.zero, lambda op: op(x), weights, codes)
+        return mix(self.ops, self.zero, lambda op: op(x) if getattr(op, "trivial", False)
+                   else compiler.forward(op, x), weights, codes)
 
 
 def mix(ops: Sequence[nn.Module], zero: Sequence[bool], call: Callable[[nn.Module], torch.Tensor],

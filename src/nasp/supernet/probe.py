@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasp.compiled import compiler_of
+
 
 def _flat(t: torch.Tensor) -> torch.Tensor | None:
     """``t`` as a 1-D view in memory order, when it is dense in a standard layout."""
@@ -83,11 +85,20 @@ class ProbeGrad:
     first probe makes a dense copy in its output's layout, and every later one reuses it (as a
     1-D view, so each probe's inner product is one ``torch.dot``)."""
 
-    __slots__ = ("g", "_flat")
+    __slots__ = ("g", "_flat", "_dense")
 
     def __init__(self, g: torch.Tensor) -> None:
         self.g = g
         self._flat: dict[tuple, torch.Tensor] = {}
+        self._dense: dict[torch.memory_format, torch.Tensor] = {}
+
+    def dense(self, fmt: torch.memory_format) -> torch.Tensor:
+        """The gradient as a dense tensor in layout ``fmt``, made once (compiled probes take it
+        as an input, so every probe of the node reads one layout)."""
+        g = self._dense.get(fmt)
+        if g is None:
+            g = self._dense[fmt] = self.g.contiguous(memory_format=fmt)
+        return g
 
     def dot(self, y: torch.Tensor) -> torch.Tensor:
         key = (y.shape, y.stride(), y.dtype)
@@ -104,7 +115,19 @@ class ProbeGrad:
 
 
 def probe_op(op: nn.Module, inp: ProbeInput, grad: ProbeGrad) -> torch.Tensor:
-    """⟨grad, op(inp.x)⟩ without an autograd graph; ops may share work (``op.probe``)."""
+    """⟨grad, op(inp.x)⟩ without an autograd graph; ops may share work (``op.probe``). With a
+    compiler attached (``nasp.compiled``) the op's probe runs compiled, from the shared ReLU
+    where the op starts with one (``op.compiled_probe``); ops that set it to None (identity,
+    zero) keep their own cheap probe."""
+    compiler = compiler_of(op)
+    if compiler is not None:
+        how = getattr(op, "compiled_probe", "forward")
+        if how is not None and inp.x.dim() == 4:
+            relu = how == "from_relu"
+            fmt = torch.channels_last if (not inp.x.is_contiguous() and inp.x.is_contiguous(
+                memory_format=torch.channels_last)) else torch.contiguous_format
+            return compiler.probe(op, inp.relu() if relu else inp.x, grad.dense(fmt),
+                                  from_relu=relu)
     fast = getattr(op, "probe", None)
     if fast is not None:
         return fast(inp, grad)

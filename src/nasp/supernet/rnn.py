@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nasp.compiled import compiler_of
 from nasp.errors import NaspError
 from nasp.rnn_ops import (
     ACTIVATIONS,
@@ -175,6 +176,12 @@ class SearchRNNCell(nn.Module):
             total = torch.zeros_like(states[0])
         return self.bns[i + 1](total)
 
+    def node0(self, xw_t: torch.Tensor, h: torch.Tensor, h_mask: torch.Tensor | None,
+              w0h: torch.Tensor) -> torch.Tensor:
+        """Node 0 at one time step, from ``x_t W_0`` (precomputed) and ``h``."""
+        c0, h0 = (xw_t + (h if h_mask is None else h * h_mask) @ w0h).chunk(2, dim=-1)
+        return self.bns[0](highway(h, torch.tanh(h0), torch.sigmoid(c0)))
+
     def forward(self, x: torch.Tensor, hidden: torch.Tensor,
                 w: CellWeighting) -> tuple[torch.Tensor, torch.Tensor]:
         plan = self.schedule(w)
@@ -185,16 +192,22 @@ class SearchRNNCell(nn.Module):
             h_mask = dropout_mask(hidden, tuple(hidden.shape), self.dropouth)
         xw = x @ self.w0[: self.ninp]  # the input part of node 0, all steps at once
         w0h = self.w0[self.ninp:]
+        compiler = compiler_of(self) if torch.is_grad_enabled() else None
         outputs = []
         for xw_t in xw.unbind(0):  # unbind: one gradient buffer, not one per step
-            h = hidden
-            c0, h0 = (xw_t + (h if h_mask is None else h * h_mask) @ w0h).chunk(2, dim=-1)
-            states = [self.bns[0](highway(h, torch.tanh(h0), torch.sigmoid(c0)))]
+            if compiler is None:
+                states = [self.node0(xw_t, hidden, h_mask, w0h)]
+            else:  # node 0 does not depend on the weighting: one graph for every Ā
+                states = [compiler.call(_node0, self, xw_t, hidden, h_mask, w0h)]
             for i, groups in enumerate(plan):
                 states.append(self._node(i, groups, states, h_mask))
             hidden = torch.stack(states[1:]).mean(0)
             outputs.append(hidden)
         return torch.stack(outputs), hidden
+
+
+def _node0(cell: SearchRNNCell, *args: torch.Tensor | None) -> torch.Tensor:
+    return cell.node0(*args)
 
 
 class RNNSearchModel(nn.Module):
