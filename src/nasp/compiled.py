@@ -295,6 +295,7 @@ def compile_network(model: nn.Module, mode: str | None = None) -> nn.Module:
 
 
 COMPILER_ATTR = "_compiler"
+_NONE: dict[str, Any] = {}
 
 
 def attach(model: nn.Module, compiler: Compiler | None) -> None:
@@ -309,7 +310,7 @@ def attach(model: nn.Module, compiler: Compiler | None) -> None:
 
 def compiler_of(module: nn.Module) -> Compiler | None:
     """The compiler attached to ``module``, if any (a dict lookup: called on every step)."""
-    return module.__dict__.get(COMPILER_ATTR)
+    return getattr(module, "__dict__", _NONE).get(COMPILER_ATTR)  # a probe wrapper has none
 
 
 def dynamo_counters() -> dict[str, Any]:
