@@ -29,6 +29,7 @@ class DARTS(Strategy):
 
     network = "the softmax(α) mixture of every operation (the supernet, not the genotype)"
     checkpointed = ("arch",)
+    takes_budget = True
     second_order: ClassVar[bool] = False
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
@@ -61,6 +62,8 @@ class DARTS(Strategy):
                                              list(alpha.values())))
         ctx.reduce(grads)
         self.arch.step(grads)
+        if self.arch.budget is not None:  # λ's dual-ascent step on the derived architecture
+            self.arch.observe(self._selection()[1])
 
     def unrolled_gradient(self, ctx: ArchContext, train_batch: Any, val_batch: Any,
                           alpha: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -104,10 +107,18 @@ class DARTS(Strategy):
                     p.copy_(w)
         return [da - lr * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, *hvp)]
 
+    def _selection(self) -> tuple[dict, dict]:
+        """(softmax(α) per cell, DARTS's derivation from it, without a budget)."""
+        probs = {name: self.arch[name].detach().softmax(dim=-1).float().cpu().numpy()
+                 for name in self.cells}
+        return probs, {name: select(probs[name], cell, self.priority[name])
+                       for name, cell in self.cells.items()}
+
     def genotype(self) -> Genotype:
-        sel = {name: select(self.arch[name].detach().softmax(dim=-1).float().cpu().numpy(),
-                            cell, self.priority[name]) for name, cell in self.cells.items()}
-        return selection_to_genotype(sel, self.cells)
+        probs, sel = self._selection()
+        # with a latency budget, the derivation is projected into it (nasp.strategies.budget)
+        return selection_to_genotype(self.arch.within_budget(probs, sel, self.priority),
+                                     self.cells)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: {"alpha": a, "softmax": a.softmax(dim=-1)} for name, a in self.arch.items()}

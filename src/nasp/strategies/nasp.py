@@ -25,7 +25,12 @@ import torch
 from nasp.genotype import Genotype
 from nasp.strategies.arch_params import ArchParams
 from nasp.strategies.base import ArchContext, Strategy, StrategySetup, register
-from nasp.strategies.discretize import discretize, selection_to_genotype, tie_priority
+from nasp.strategies.discretize import (
+    discretize,
+    one_hot,
+    selection_to_genotype,
+    tie_priority,
+)
 from nasp.supernet.weighting import CellWeighting, Weighting, selection_plan
 
 
@@ -39,9 +44,10 @@ def init_continuous(setup: StrategySetup, init: float, noise: float) -> dict[str
 class NASP(Strategy):
     """Continuous A in [0,1], discrete Ā for every forward pass."""
 
-    options: ClassVar[dict[str, Any]] = {"init": 0.5, "init_noise": 1e-3}
+    options: ClassVar[dict[str, Any]] = {"init": 0.5, "init_noise": 1e-3, "budget_dual": False}
     network = "the discrete network under Ā (weights shared with the supernet)"
     checkpointed = ("arch",)
+    takes_budget = True
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
         super().__init__(setup, **options)
@@ -52,11 +58,20 @@ class NASP(Strategy):
         self.restored()
 
     def restored(self) -> None:
-        """Ā and the host-side selection are derived from A: recomputed whenever A changes."""
+        """Ā and the host-side selection are derived from A: recomputed whenever A changes.
+        With a latency budget Ā = prox_{C_T}(A), the nearest architecture within budget
+        (``nasp.strategies.budget``); ``free_selection`` is prox_C(A), without the budget."""
         self.A_bar, self.selection = {}, {}
         for name, cell in self.cells.items():
             self.A_bar[name], self.selection[name] = discretize(self.arch[name], cell,
                                                                 self.priority[name])
+        self.free_selection = dict(self.selection)
+        if self.arch.budget is not None:
+            self.selection = self.arch.within_budget(dict(self.arch.items()),
+                                                     self.free_selection, self.priority)
+            self.A_free = self.A_bar
+            self.A_bar = {name: one_hot(self.selection[name], cell.num_ops, self.arch[name])
+                          for name, cell in self.cells.items()}
 
     def weighting(self) -> Weighting:
         return {name: CellWeighting(None, selection_plan(self.selection[name], cell.num_ops))
@@ -73,6 +88,11 @@ class NASP(Strategy):
         """∇_Ā (L_val(w, Ā) + R(Ā)) with Ā as a leaf: no weight gradient is computed."""
         A_bar = {name: b.clone().requires_grad_(True) for name, b in self.A_bar.items()}
         loss = ctx.loss(val_batch, self.arch_weighting(A_bar))
+        if self.arch.budget is not None:
+            # the penalty's pull is on the ops the budget excludes: charged at prox_C(A)
+            grads = list(torch.autograd.grad(loss, list(A_bar.values())))
+            extra = self.arch.penalty_gradient(self.A_free)
+            return grads if extra is None else [g + x for g, x in zip(grads, extra)]
         penalty = self.arch.penalty(A_bar)
         return list(torch.autograd.grad(loss if penalty is None else loss + penalty,
                                         list(A_bar.values())))
@@ -83,6 +103,8 @@ class NASP(Strategy):
         self.arch.step(grads)
         self.project()
         self.restored()
+        # with a budget: its unprojected latency, for the record (λ stays: the projection acts)
+        self.arch.observe(self.free_selection, dual=bool(self.opts["budget_dual"]))
 
     def project(self) -> None:
         """The proximal step's box constraint: A stays in [0, 1]."""
