@@ -104,7 +104,10 @@ def _run(options: dict[str, Any], config: str | os.PathLike | None, run_dir: Pat
 def score_options(run_dir: Path, options: dict[str, Any], score_epochs: int) -> dict[str, Any]:
     """The ``fixed`` search that scores a run's final architecture: trained from scratch on the
     weight split for ``score_epochs``, evaluated on the held-out test set."""
-    return {**options, "strategy": "fixed", "epochs": score_epochs, "evaluate_on": "test",
+    # a latency budget shaped the search, not the retraining of what it found
+    kept = {k: v for k, v in options.items()
+            if k not in ("latency_target", "latency_margin", "latency_step")}
+    return {**kept, "strategy": "fixed", "epochs": score_epochs, "evaluate_on": "test",
             "strategy_options": {"genotype": str(run_dir / "genotype.json")}}
 
 

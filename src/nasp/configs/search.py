@@ -183,9 +183,16 @@ class SearchConfig(RunConfig):
         from nasp.strategies import get_strategy
 
         space = get_space(self.space)
-        get_strategy(self.strategy)
+        strategy = get_strategy(self.strategy)
         if self.latency_target is not None:
             self.cost = "latency"  # recorded resolved: the budget charges latency
+            if not strategy.takes_budget:
+                raise NaspError(f"strategy {self.strategy!r} does not search under a latency "
+                                "budget", "use --strategy nasp, pa, pa-lazy, darts, darts2 or "
+                                "asap with --latency-target, or leave the target out")
+            from nasp.strategies.build import latency_budget
+
+            latency_budget(self)  # the table, its space and a reachable target: before any work
         if self.target_device is not None:
             from nasp.nb201.latency import check_device
 
