@@ -61,6 +61,18 @@ def live_edges(selection: Selection, cell: CellSpec, dead_ends: str) -> list[int
     return [e for e, r in enumerate(runs) if r]
 
 
+def connected(selection: Selection, cell: CellSpec) -> bool:
+    """Whether the cell's output depends on its input: a path of running ops (not ``none``)
+    from an input node to an output node. A cell without one computes a constant, whatever
+    the image (NAS-Bench-201 scores such cells at chance), so no budget ever picks one."""
+    reach = [j < cell.inputs for j in range(cell.inputs + cell.nodes)]
+    for e, (node, j) in enumerate(cell.edges):
+        k = selection[e]
+        if k >= 0 and cell.ops[k] != "none" and reach[j]:
+            reach[cell.inputs + node] = True
+    return any(reach[n] for n in cell.concat)
+
+
 def features(selections: Mapping[str, Selection], cells: Mapping[str, CellSpec],
              dead_ends: str) -> np.ndarray:
     """The one-hot vector of the (cell type, edge, op) an architecture runs, cell types in
@@ -120,9 +132,10 @@ class CostModel:
         return self.predict_selection(genotype_to_selection(genotype, self.cells()))
 
     def cheapest(self) -> tuple[float, dict[str, Selection] | None]:
-        """The lowest cost any architecture of the space can have, and one such architecture
-        when the space is small enough to enumerate (NAS-Bench-201: 15,625 cells); for larger
-        spaces a lower bound (each node's cheapest edges; exact without dead ends)."""
+        """The lowest cost any architecture of the space can have (one whose output depends on
+        its input), and one such architecture when the space is small enough to enumerate
+        (NAS-Bench-201: 15,625 cells); for larger spaces a lower bound (each node's cheapest
+        edges; exact without dead ends)."""
         cells = self.cells()
         if enumerable(cells):
             sels, costs = enumerate_costs(self, cells)
@@ -178,18 +191,22 @@ _ENUM_CACHE: dict[tuple, tuple[dict[str, np.ndarray], np.ndarray]] = {}
 
 def enumerate_costs(model: CostModel, cells: Mapping[str, CellSpec]
                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Every architecture of an enumerable space and its predicted cost (cached per model)."""
+    """Every architecture of an enumerable space and its predicted cost (cached per model);
+    architectures whose output ignores their input (``connected``) cost +inf."""
     key = (model.space, model.dead_ends, model.constant, model.vector().tobytes())
     if key not in _ENUM_CACHE:
         (name, cell), = cells.items()
         sels = all_selections(cell)
         cost = model.cost[name]
         live = np.zeros(sels.shape, dtype=bool)
+        valid = np.zeros(len(sels), dtype=bool)
         for i, s in enumerate(sels):
             live[i, live_edges(tuple(s), cell, model.dead_ends)] = True
+            valid[i] = connected(tuple(s), cell)
         per_edge = cost[np.arange(cell.num_edges)[None, :], sels]
+        costs = np.where(valid, model.constant + (per_edge * live).sum(axis=1), np.inf)
         _ENUM_CACHE.clear()  # one model per process in practice
-        _ENUM_CACHE[key] = ({name: sels}, model.constant + (per_edge * live).sum(axis=1))
+        _ENUM_CACHE[key] = ({name: sels}, costs)
     return _ENUM_CACHE[key]
 
 

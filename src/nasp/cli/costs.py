@@ -21,7 +21,8 @@ from typing import Any
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="costs_command", metavar="ACTION")
     fit = sub.add_parser("fit", help="fit a per-(cell position, op) latency table",
-                         description=__doc__.split("\n\n")[0])
+                         description="Fit a latency table for a device (a cost per cell "
+                         "position and op, plus a constant) from measured networks.")
     fit.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     src = fit.add_mutually_exclusive_group()
     src.add_argument("--device-latency", metavar="DEVICE",
@@ -33,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--space", default=None,
                      help="search space of the networks (default: nb201; with --csv, the "
                      "space of the first row's genotype)")
-    fit.add_argument("--samples", type=int, default=None,
-                     help="with --device-latency: fit on this many random cells (default: 100; "
-                     "'all' is every cell: give 15625)")
+    fit.add_argument("--samples", default=None, metavar="N",
+                     help="with --device-latency: fit on N random cells, or 'all' (default: "
+                     "100); the other cells are held out and scored")
     fit.add_argument("--seed", type=int, default=0, help="which random cells (default: 0)")
     fit.add_argument("--dead-ends", choices=("auto", "free", "cost"), default="auto",
                      help="whether ops that cannot reach the cell output cost anything: free, "
@@ -95,7 +96,15 @@ def from_table(args: argparse.Namespace) -> dict[str, Any]:
         raise NaspError(f"the shipped latency table measures NAS-Bench-201 cells, not space "
                         f"{space.name!r}", "use --space nb201, or --csv with your measurements")
     table = latency_table()
-    samples = 100 if args.samples is None else args.samples
+    samples: int | str | None = 100 if args.samples is None else args.samples
+    if samples == "all":
+        samples = len(table)
+    try:
+        samples = int(samples)
+    except ValueError:
+        raise NaspError(f"invalid --samples {args.samples!r}",
+                        "give a number of cells, e.g. --samples 100, or --samples all") from None
+    sample_table(args.device_latency, samples, args.seed)  # checks N before any work
     if samples == len(table):
         samples = None  # every cell: nothing held out
     fitted, held = sample_table(args.device_latency, samples, args.seed)

@@ -155,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
               f"ImageNet16-120 {acc['imagenet16_test']:.2f}%")
         for line in device_latency_lines(genotype, device_latency):
             print(line)
+    for line in info_latency.fitted_lines(genotype, args):
+        print(line)
     if info_latency.wanted(args):
         for line in info_latency.lines(genotype, shape, info["layers"], info["channels"], args,
                                        table, info):

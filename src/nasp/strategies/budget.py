@@ -13,7 +13,8 @@ profiled by ``nasp profile``) turns the cost regularizer into a constraint, two 
   derives DARTS's and ASAP's genotype from their weights (softmax(α), ASAP's survivors), so
   every strategy's final architecture meets T by prediction. It is exact where the space can
   be enumerated (NAS-Bench-201: 15,625 cells, all predicted once) and greedy otherwise
-  (change, one edge at a time, the op that loses least weight per ms saved).
+  (change, one edge at a time, the op that loses least weight per ms saved). Cells whose
+  output does not depend on their input (``nasp.cost_model.connected``) are never chosen.
 * **DARTS and ASAP adapt λ themselves (dual ascent).** They train a mixture, not a discrete
   architecture, so a projection of their derived genotype alone would leave the mixture
   ignorant of the budget: the weights would be trained for ops that the final cell cannot
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from nasp.cost_model import CostModel, enumerable, enumerate_costs
+from nasp.cost_model import CostModel, connected, enumerable, enumerate_costs
 from nasp.spaces.base import CellSpec
 
 Selection = tuple[int, ...]
@@ -76,7 +77,8 @@ def project(budget: LatencyBudget, values: Mapping[str, np.ndarray],
     """The architecture within budget nearest to ``values`` (module doc); ``selections`` (the
     unconstrained one) when it already fits."""
     selections = dict(selections)
-    if budget.predict(selections, cells) <= budget.aim_ms:
+    if budget.predict(selections, cells) <= budget.aim_ms and \
+            all(connected(selections[name], cell) for name, cell in cells.items()):
         return selections
     if enumerable(cells):
         return _project_exact(budget, values, cells, priority)

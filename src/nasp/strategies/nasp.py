@@ -44,13 +44,19 @@ def init_continuous(setup: StrategySetup, init: float, noise: float) -> dict[str
 class NASP(Strategy):
     """Continuous A in [0,1], discrete Ā for every forward pass."""
 
-    options: ClassVar[dict[str, Any]] = {"init": 0.5, "init_noise": 1e-3, "budget_dual": False}
+    options: ClassVar[dict[str, Any]] = {"init": 0.5, "init_noise": 1e-3, "budget_dual": False,
+                                         "budget_none": "neutral"}
     network = "the discrete network under Ā (weights shared with the supernet)"
     checkpointed = ("arch",)
     takes_budget = True
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
         super().__init__(setup, **options)
+        if self.opts["budget_none"] not in ("neutral", "a"):
+            from nasp.errors import NaspError
+
+            raise NaspError(f"invalid budget_none {self.opts['budget_none']!r}",
+                            'use --strategy-options \'{"budget_none": "neutral"}\' or "a"')
         self.arch = ArchParams(init_continuous(setup, self.opts["init"], self.opts["init_noise"]),
                                setup, self.opts.get("step", "adam"))  # PA: its own step
         self.priority = tie_priority(self.cells, setup.seed)
@@ -67,8 +73,8 @@ class NASP(Strategy):
                                                                 self.priority[name])
         self.free_selection = dict(self.selection)
         if self.arch.budget is not None:
-            self.selection = self.arch.within_budget(dict(self.arch.items()),
-                                                     self.free_selection, self.priority)
+            self.selection = self.arch.within_budget(self.budget_values(), self.free_selection,
+                                                     self.priority)
             self.A_free = self.A_bar
             self.A_bar = {name: one_hot(self.selection[name], cell.num_ops, self.arch[name])
                           for name, cell in self.cells.items()}
@@ -105,6 +111,22 @@ class NASP(Strategy):
         self.restored()
         # with a budget: its unprojected latency, for the record (λ stays: the projection acts)
         self.arch.observe(self.free_selection, dual=bool(self.opts["budget_dual"]))
+
+    def budget_values(self) -> dict[str, torch.Tensor]:
+        """What the budget's projection weighs ops by: A, except that ``none`` (where it is a
+        real choice, NAS-Bench-201) counts as the starting value. Its output is zero, so its
+        validation gradient is exactly 0 and its A moves by weight decay alone - which Adam
+        normalises into full-size steps, driving A[none] to 0 at the learning rate whatever
+        the data say. Left as is, a budget would fill edges with any cheap op rather than
+        remove them; at the starting value, an op is kept where the evidence of the search
+        raised it above where it started (``budget_none: "a"`` keeps A itself)."""
+        values = {name: a.detach().clone() for name, a in self.arch.items()}
+        if self.opts["budget_none"] == "neutral":
+            for name, cell in self.cells.items():
+                for k in cell.final_ops:
+                    if cell.ops[k] == "none":
+                        values[name][:, k] = self.opts["init"]
+        return values
 
     def project(self) -> None:
         """The proximal step's box constraint: A stays in [0, 1]."""
