@@ -73,6 +73,20 @@ def connected(selection: Selection, cell: CellSpec) -> bool:
     return any(reach[n] for n in cell.concat)
 
 
+def useful_edges(selection: Selection, cell: CellSpec) -> list[int]:
+    """The running edges on a path from an input node to the cell output: the ones whose op
+    changes what the cell computes. An op fed only zeros (its input node has no running
+    edge in) or feeding a dead end contributes nothing, whether or not it costs time."""
+    n = cell.inputs + cell.nodes
+    runs = [k >= 0 and cell.ops[k] != "none" for k in selection]
+    fed = [j < cell.inputs for j in range(n)]
+    for e, (node, j) in enumerate(cell.edges):
+        if runs[e] and fed[j]:
+            fed[cell.inputs + node] = True
+    alive = set(live_edges(selection, cell, "free"))
+    return [e for e in sorted(alive) if fed[cell.edges[e][1]]]
+
+
 def features(selections: Mapping[str, Selection], cells: Mapping[str, CellSpec],
              dead_ends: str) -> np.ndarray:
     """The one-hot vector of the (cell type, edge, op) an architecture runs, cell types in

@@ -14,7 +14,10 @@ profiled by ``nasp profile``) turns the cost regularizer into a constraint, two 
   every strategy's final architecture meets T by prediction. It is exact where the space can
   be enumerated (NAS-Bench-201: 15,625 cells, all predicted once) and greedy otherwise
   (change, one edge at a time, the op that loses least weight per ms saved). Cells whose
-  output does not depend on their input (``nasp.cost_model.connected``) are never chosen.
+  output does not depend on their input (``nasp.cost_model.connected``) are never chosen, and
+  an op off every input-to-output path (``useful_edges``: fed only zeros, or a dead end)
+  weighs what ``none`` weighs: it computes nothing, so it earns the cell nothing, while it
+  may still cost time.
 * **DARTS and ASAP adapt λ themselves (dual ascent).** They train a mixture, not a discrete
   architecture, so a projection of their derived genotype alone would leave the mixture
   ignorant of the budget: the weights would be trained for ops that the final cell cannot
@@ -45,7 +48,14 @@ from typing import Any
 
 import numpy as np
 
-from nasp.cost_model import CostModel, connected, enumerable, enumerate_costs
+from nasp.cost_model import (
+    CostModel,
+    all_selections,
+    connected,
+    enumerable,
+    enumerate_costs,
+    useful_edges,
+)
 from nasp.spaces.base import CellSpec
 
 Selection = tuple[int, ...]
@@ -92,7 +102,13 @@ def _project_exact(budget: LatencyBudget, values: Mapping[str, np.ndarray],
     (name, cell), = cells.items()
     s = sels[name]
     edges = np.arange(cell.num_edges)[None, :]
-    score = np.asarray(values[name], dtype=np.float64)[edges, s].sum(axis=1)
+    v = np.asarray(values[name], dtype=np.float64)
+    # an op off every input-to-output path computes nothing: it weighs what none weighs
+    none = cell.ops.index("none") if "none" in cell.ops else None
+    per_edge = v[edges, s]
+    if none is not None:
+        per_edge = np.where(_useful_mask(cell), per_edge, v[:, none][None, :])
+    score = per_edge.sum(axis=1)
     # ties (A on the box's edge) go to the seeded op priority, never to a position
     rank = priority[name][0][edges, s].sum(axis=1) if priority else np.zeros(len(s))
     feasible = costs <= budget.aim_ms
@@ -101,6 +117,20 @@ def _project_exact(budget: LatencyBudget, values: Mapping[str, np.ndarray],
     idx = np.flatnonzero(feasible)
     best = idx[np.lexsort((rank[idx], score[idx]))[-1]]
     return {name: tuple(int(k) for k in s[best])}
+
+
+_USEFUL: dict[CellSpec, np.ndarray] = {}
+
+
+def _useful_mask(cell: CellSpec) -> np.ndarray:
+    """``useful_edges`` of every selection of ``all_selections(cell)``, as a boolean array."""
+    if cell not in _USEFUL:
+        sels = all_selections(cell)
+        mask = np.zeros(sels.shape, dtype=bool)
+        for i, sel in enumerate(sels):
+            mask[i, useful_edges(tuple(int(k) for k in sel), cell)] = True
+        _USEFUL[cell] = mask
+    return _USEFUL[cell]
 
 
 def _project_greedy(budget: LatencyBudget, values: Mapping[str, np.ndarray],
