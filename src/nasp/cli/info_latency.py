@@ -128,4 +128,20 @@ def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels
                f"predicts {pred:.3f} ms at batch {b} ({err:+.1f}% of measured); "
                f"{params / 1e6:.3f} M parameters, {madds / 1e6:.1f} M multiply-adds "
                f"({same} the network's count)")
+    target = _run_target(args.genotype)
+    if target is not None:
+        ok = measured[b] <= target
+        out.append(f"the search's latency budget {target:g} ms: measured {measured[b]:.3f} ms at "
+                   f"batch {b}, " + ("met" if ok else f"{measured[b] - target:.3f} ms over"))
     return out
+
+
+def _run_target(genotype: str) -> float | None:
+    """The ``--latency-target`` of the search run folder ``genotype`` names, if any."""
+    result = Path(genotype) / "result.json"
+    if not result.is_file():
+        return None
+    from nasp.run_folder import read_json
+
+    target = read_json(result).get("latency_target_ms")
+    return float(target) if isinstance(target, int | float) else None
