@@ -45,13 +45,20 @@ class NASP(Strategy):
     """Continuous A in [0,1], discrete Ā for every forward pass."""
 
     options: ClassVar[dict[str, Any]] = {"init": 0.5, "init_noise": 1e-3, "budget_dual": False,
-                                         "budget_none": "neutral"}
+                                         "budget_none": "neutral", "budget_warmup": 0.5}
     network = "the discrete network under Ā (weights shared with the supernet)"
     checkpointed = ("arch",)
     takes_budget = True
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
         super().__init__(setup, **options)
+        warmup = self.opts["budget_warmup"]
+        if isinstance(warmup, bool) or not isinstance(warmup, int | float) or \
+                not 0 <= warmup < 1:
+            from nasp.errors import NaspError
+
+            raise NaspError(f"invalid budget_warmup {warmup!r}",
+                            "a fraction of the epochs in [0, 1), e.g. 0.5")
         if self.opts["budget_none"] not in ("neutral", "a"):
             from nasp.errors import NaspError
 
@@ -60,8 +67,26 @@ class NASP(Strategy):
         self.arch = ArchParams(init_continuous(setup, self.opts["init"], self.opts["init_noise"]),
                                setup, self.opts.get("step", "adam"))  # PA: its own step
         self.priority = tie_priority(self.cells, setup.seed)
+        self.epoch = 0
         self.project()
         self.restored()
+
+    def budget_binds(self) -> bool:
+        """Whether the held architecture is projected into the budget this epoch: after the
+        warm-up (``budget_warmup``, a fraction of the epochs, default half). A single-path
+        search trains only the ops it holds, so an op the budget keeps out from the first
+        step never gets trained weights, and its probed gradient - the only evidence A gets
+        about it - stays noise; A would then rank ops at random. During the warm-up every op
+        the unconstrained Ā picks is trained as in a search without budget, A learns what
+        the ops are worth, and the projection afterwards chooses by that."""
+        return self.arch.budget is not None and \
+            self.epoch >= self.opts["budget_warmup"] * self.setup.epochs
+
+    def start_epoch(self, epoch: int) -> None:
+        binds = self.budget_binds()
+        self.epoch = epoch
+        if self.budget_binds() != binds:
+            self.restored()
 
     def restored(self) -> None:
         """Ā and the host-side selection are derived from A: recomputed whenever A changes.
@@ -72,10 +97,10 @@ class NASP(Strategy):
             self.A_bar[name], self.selection[name] = discretize(self.arch[name], cell,
                                                                 self.priority[name])
         self.free_selection = dict(self.selection)
-        if self.arch.budget is not None:
+        self.A_free = self.A_bar
+        if self.budget_binds():
             self.selection = self.arch.within_budget(self.budget_values(), self.free_selection,
                                                      self.priority)
-            self.A_free = self.A_bar
             self.A_bar = {name: one_hot(self.selection[name], cell.num_ops, self.arch[name])
                           for name, cell in self.cells.items()}
 
@@ -135,6 +160,9 @@ class NASP(Strategy):
                 a.clamp_(0.0, 1.0)
 
     def genotype(self) -> Genotype:
+        if self.arch.budget is not None and not self.budget_binds():  # still warming up
+            return selection_to_genotype(self.arch.within_budget(
+                self.budget_values(), self.free_selection, self.priority), self.cells)
         return selection_to_genotype(self.selection, self.cells)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
