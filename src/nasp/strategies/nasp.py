@@ -14,6 +14,13 @@ The result is the last Ā, exported exactly (no softmax re-ranking).
 Options (``--strategy-options``): ``init`` and ``init_noise``, the starting A = init +
 init_noise · U(-1, 1), seeded (the release used 0.5 exactly, which hands every first argmax to
 op 0; the noise makes the first architecture position-free).
+
+Under a latency budget (``--latency-target``, ``nasp.strategies.budget``) step 1 and 3 become
+Ā = prox_{C_T}(A), the nearest architecture within budget, once the warm-up is over
+(``budget_warmup``, a fraction of the epochs, default 0.5); ``budget_none`` ("neutral", the
+default, or "a") says what ``none`` weighs in that projection (``budget_values``), and
+``budget_dual`` (default false) also adapts λ by dual ascent, as DARTS and ASAP do - measured
+worse for NASP (see ``budget``'s doc).
 """
 
 from __future__ import annotations
