@@ -120,3 +120,21 @@ def test_a_margin_aims_below_the_target(tmp_path, table):
                       latency_target=TARGET, latency_margin=0.25, **TINY)
     assert res.result["latency_aim_ms"] == pytest.approx(TARGET / 1.25)
     assert res.result["latency_pred_ms"] <= TARGET / 1.25
+
+
+def test_latency_plot_and_report(tmp_path, table):
+    from nasp.cli import main
+
+    run = tmp_path / "run"
+    nasp.search(out=str(run), strategy="nasp", progress=False, cost_table=table,
+                latency_target=TARGET, target_device="fpga", **TINY)
+    assert main(["plot", str(run), "--kind", "latency", "-o", str(tmp_path / "p")]) == 0
+    svg = (tmp_path / "p" / "latency-vs-accuracy.svg").read_text()
+    assert "measured latency on fpga (ms)" in svg and "budget 4 ms" in svg
+    assert "Pareto front" in svg and "<image" in svg  # the 15,625 cells as one raster
+    assert main(["report", str(run), "-o", str(tmp_path / "r.html")]) == 0
+    assert "measured latency on fpga (ms)" in (tmp_path / "r.html").read_text()
+    plain = nasp.search(out=str(tmp_path / "plain"), strategy="nasp", progress=False, **TINY)
+    assert plain.run_dir is not None
+    assert main(["plot", str(tmp_path / "plain"), "--kind", "latency",
+                 "-o", str(tmp_path / "q")]) == 2

@@ -60,10 +60,15 @@ def latency_figure(runs: Sequence[Run], dataset: str = "cifar100") -> Figure:
     column, title = DATASETS[dataset]
     devices = list(dict.fromkeys(target_device(r) for r in found))
     acc = np.asarray(table().acc[column])
+    cols = min(3, len(devices))
+    rows = -(-len(devices) // cols)
     with matplotlib.rc_context(_RC):
-        fig = _new_figure(4.6 * len(devices) + 1.6, 3.8)
-        axes = fig.subplots(1, len(devices), squeeze=False)[0]
-        for ax, device in zip(axes, devices, strict=True):
+        fig = _new_figure(4.8 * cols, 3.9 * rows)
+        grid = fig.subplots(rows, cols, squeeze=False)
+        axes = [ax for line in grid for ax in line]
+        for ax in axes[len(devices):]:
+            ax.set_visible(False)
+        for ax, device in zip(axes, devices):
             lat = latency_table().column(device)
             ax.scatter(lat, acc, s=2, c="0.78", linewidths=0, rasterized=True,
                        label="every cell of the benchmark")
@@ -92,9 +97,9 @@ def latency_figure(runs: Sequence[Run], dataset: str = "cifar100") -> Figure:
             ax.set_ylim(max(float(acc.min()), low - 3.0), float(acc.max()) + 1.5)
             ax.set_xlabel(f"measured latency on {device} (ms)")
             ax.set_ylabel(f"{title} test accuracy (%)")
-            ax.set_title(f"{device}: NAS-Bench-201 cells and the found ones")
+            ax.set_title(f"{device}: every cell, and the cells found")
             ax.grid(alpha=0.3)
-        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+            ax.legend(loc="lower right", frameon=True, framealpha=0.85, fontsize=7)
     return fig
 
 
