@@ -138,3 +138,19 @@ def test_latency_plot_and_report(tmp_path, table):
     assert plain.run_dir is not None
     assert main(["plot", str(tmp_path / "plain"), "--kind", "latency",
                  "-o", str(tmp_path / "q")]) == 2
+
+
+def test_compare_tables_and_nb201_plot_show_the_measured_latency(tmp_path, table):
+    from nasp.cli import main
+
+    argv = ["compare", "--strategies", "nasp,darts", "--seeds", "0", "--out", str(tmp_path),
+            "--score-epochs", "1", "--quiet", "--in-process", "--target-device", "fpga",
+            "--cost-table", table, "--latency-target", str(TARGET)]
+    for k, v in {**TINY, "epochs": 2}.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    assert main(argv) == 0
+    md = (tmp_path / "comparison.md").read_text()
+    assert "NB201 latency on fpga (ms)" in md and "target met (predicted)" in md
+    assert "| 1/1 |" in md
+    assert main(["plot", str(tmp_path), "--kind", "nb201", "-o", str(tmp_path / "p")]) == 0
+    assert "measured latency on fpga (ms)" in (tmp_path / "p" / "nb201-vs-epoch.svg").read_text()
