@@ -93,15 +93,17 @@ def test_greedy_projection_on_a_darts_space():
     assert budget.predict(got, cells) <= budget.aim_ms
 
 
-def test_resume_continues_the_dual_ascent_exactly(tmp_path, table):
-    opts = dict(TINY, strategy="darts", cost_table=table, latency_target=TARGET)
+@pytest.mark.parametrize("strategy", ["darts", "nasp"])
+def test_resume_continues_the_budget_exactly(tmp_path, table, strategy):
+    """DARTS: λ of the dual ascent; NASP: the projection that binds after the warm-up."""
+    opts = dict(TINY, strategy=strategy, cost_table=table, latency_target=TARGET)
     straight = nasp.search(out=str(tmp_path / "a"), progress=False, **opts)
 
     class Kill(Exception):
         pass
 
-    def kill(epoch, record):
-        if epoch == 0:
+    def kill(epoch, record):  # the resumed epoch is the first the projection binds (NASP)
+        if epoch == 1:
             raise Kill
 
     cfg = resolve(SearchConfig, dict(opts, out=str(tmp_path / "b")))
@@ -109,8 +111,9 @@ def test_resume_continues_the_dual_ascent_exactly(tmp_path, table):
         run_search(cfg, tmp_path / "b", progress=False, on_epoch_end=kill)
     resumed = nasp.resume(tmp_path / "b", progress=False)
     a, b = straight.strategy.state_dict()["arch"], resumed.strategy.state_dict()["arch"]
-    assert a["budget"]["lam"] > 0 and a["budget"] == b["budget"]
+    assert (a["budget"]["lam"] > 0) == (strategy == "darts") and a["budget"] == b["budget"]
     assert all(torch.equal(a["tensors"][k], b["tensors"][k]) for k in a["tensors"])
+    assert straight.genotype == resumed.genotype
     assert [m["latency_lambda"] for m in straight.metrics] == \
         [m["latency_lambda"] for m in resumed.metrics]
 
