@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("tasks", ("nasp.tasks",)),
     ("configs", ("nasp.configs",)),
     ("strategies", ("nasp.strategies",)),
-    ("costs", ("nasp.costs", "nasp.latency")),
+    ("costs", ("nasp.costs", "nasp.latency", "nasp.cost_model", "nasp.cost_fit")),
     ("run folder", ("nasp.run_folder",)),
     ("tensorboard", ("nasp.tensorboard",)),
     ("viz", ("nasp.viz",)),

@@ -107,9 +107,12 @@ def _run(options: dict[str, Any], config: str | os.PathLike | None, run_dir: Pat
 def score_options(run_dir: Path, options: dict[str, Any], score_epochs: int) -> dict[str, Any]:
     """The ``fixed`` search that scores a run's final architecture: trained from scratch on the
     weight split for ``score_epochs``, evaluated on the held-out test set."""
+    # a latency budget shaped the search, not the retraining of what it found
+    kept = {k: v for k, v in options.items()
+            if k not in ("latency_target", "latency_margin", "latency_step")}
     record = ({"arch": str(run_dir / "arch.json")} if (run_dir / "arch.json").exists()
               else {"genotype": str(run_dir / "genotype.json")})  # a user model's, or a cell's
-    return {**options, "strategy": "fixed", "epochs": score_epochs, "evaluate_on": "test",
+    return {**kept, "strategy": "fixed", "epochs": score_epochs, "evaluate_on": "test",
             "strategy_options": record}
 
 

@@ -68,15 +68,21 @@ class PassThrough(nn.Module):
 
 
 def _check_space(space: SearchSpace) -> None:
+    if space.family == "nb201":
+        return
     if space.task != "cnn" or set(space.cells) != {"normal", "reduce"} or any(
             (s.inputs, s.nodes, s.keep) != (2, 4, 2) for s in space.cells.values()):
         raise NaspError(f"space {space.name!r} has no DARTS-style evaluation network to profile",
                         "use a CNN space with normal and reduction cells (darts, nasp-7, "
-                        "nasp-12)")
+                        "nasp-12) or nb201")
 
 
 def _probe_genotype(space: SearchSpace) -> Genotype:
     """A genotype of the space's cell shape: only the network's geometry matters here."""
+    if space.family == "nb201":  # every edge a convolution: every edge runs
+        spec = space.cells["cell"]
+        return Genotype({"cell": tuple(("nor_conv_3x3", j) for _, j in spec.edges)},
+                        {"cell": tuple(spec.concat)})
     cells, concat = {}, {}
     for t, spec in space.cells.items():
         op = spec.ops[spec.final_ops[0]]
@@ -104,6 +110,8 @@ def network_layout(space: SearchSpace, input_shape: tuple[int, int, int], num_cl
     c, h, w = input_shape
     net = build_eval_model(_probe_genotype(space), c, num_classes, (h, w), channels=channels,
                            layers=layers, auxiliary=False).eval()
+    if space.family == "nb201":
+        return _nb201_layout(net, c, h, w)
     sizes: dict[int, tuple[int, ...]] = {}
     # the BN ending each cell's input preprocessing; layer by layer, so its module runs
     hooks = [cell.preprocess1[-1].register_forward_hook(
@@ -132,6 +140,35 @@ def network_layout(space: SearchSpace, input_shape: tuple[int, int, int], num_cl
     return list(positions.values()), net
 
 
+def _nb201_layout(net: nn.Module, c: int, h: int, w: int
+                  ) -> tuple[list[dict[str, Any]], nn.Module]:
+    """NAS-Bench-201's network: one position per stage (all six edges of a cell see the same
+    input); the skeleton's cells run every edge as a pass-through (their node sums)."""
+    from nasp.models.nb201 import NB201Cell
+
+    sizes: dict[int, tuple[int, ...]] = {}
+    cells = [(i, m) for i, m in enumerate(net.cells) if isinstance(m, NB201Cell)]
+    hooks = [m.register_forward_hook(lambda _m, inp, _out, i=i: sizes.__setitem__(
+        i, tuple(inp[0].shape[1:]))) for i, m in cells]
+    try:
+        with torch.no_grad(), module_by_module():
+            net(torch.zeros(1, c, h, w))
+    finally:
+        for hk in hooks:
+            hk.remove()
+    positions: dict[tuple, dict[str, Any]] = {}
+    for k, (i, cell) in enumerate(cells):
+        cc, ch, cw = sizes[i]
+        pos = positions.setdefault((cc, ch, cw), {"cell_type": "cell", "stride": 1,
+                                                  "channels": cc, "input_size": [ch, cw],
+                                                  "cells": []})
+        pos["cells"].append(k)
+        cell.edges = nn.ModuleList(PassThrough(1) for _ in cell.edges)
+        cell.runs = [True] * len(cell.edges)
+        cell.droppable = [False] * len(cell.edges)
+    return list(positions.values()), net
+
+
 def _entry(module: nn.Module, shape: tuple[int, ...], t: Timing) -> dict[str, Any]:
     return {"latency_ms": t.median_s * 1e3, "latency_iqr_ms": t.iqr_s * 1e3,
             "params": _params(module), "madds": _madds(module, shape)}
@@ -148,6 +185,8 @@ def plan(space: SearchSpace, input_shape: tuple[int, int, int], num_classes: int
     skeleton. ``fill`` completes the table from their timings."""
     from nasp.ops import make_op
 
+    if space.family == "nb201":
+        from nasp.nb201.ops import make_op
     positions, skeleton = network_layout(space, input_shape, num_classes, channels, layers)
     items: list[Item] = []
     for pos in positions:
@@ -161,7 +200,7 @@ def plan(space: SearchSpace, input_shape: tuple[int, int, int], num_classes: int
     table = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "space": space.name,
              "network": {"data": data, "input_shape": list(input_shape),
                          "num_classes": num_classes, "channels": channels, "layers": layers,
-                         "nodes": space.cells["normal"].nodes},
+                         "nodes": next(iter(space.cells.values())).nodes},
              "positions": positions, "fixed": parts}
     return table, items
 
@@ -257,12 +296,32 @@ def cost_matrices(table: dict[str, Any] | str | os.PathLike, space: SearchSpace,
     return out
 
 
+def _predict_nb201(table: dict[str, Any], genotype: Genotype, key: str) -> float:
+    """Skeleton plus, in every cell, the ops that run (dead ends skipped, as the network
+    does: ``nasp.cost_model.live_edges``)."""
+    from nasp.spaces.nb201 import NB201_CELL
+    from nasp.spaces.selection import live_edges
+
+    pairs = genotype.cells["cell"]
+    sel = tuple(NB201_CELL.ops.index(op) for op, _ in pairs)
+    total = sum(float(p[key]) for p in table["fixed"])
+    for pos in table["positions"]:
+        for e in live_edges(sel, NB201_CELL, "free"):
+            total += len(pos["cells"]) * _cost(pos, pairs[e][0], key, table["space"])
+    return total
+
+
 def predict(table: dict[str, Any] | str | os.PathLike, genotype: Genotype, kind: str) -> float:
     """A genotype's network cost by addition: the skeleton plus each cell's chosen ops at
     their positions (latency in ms at the table's batch size; params; madds per image)."""
     table, key = load_table(table), _kind_key(kind)
     if genotype.task != "cnn":
         raise NaspError("cost tables are for CNN genotypes", "pass a CNN genotype")
+    if (genotype.family == "nb201") != (table.get("space") == "nb201"):
+        raise NaspError(f"the cost table is of space {table.get('space')!r}, which does not "
+                        "hold this genotype", "profile the genotype's space")
+    if genotype.family == "nb201":
+        return _predict_nb201(table, genotype, key)
     nodes = table["network"]["nodes"]
     for t, concat in genotype.concat.items():
         if len(concat) != nodes:

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("nasp.cli.report", "one offline HTML page of runs"),
     "export": ("nasp.cli.export", "a trained network as ONNX, torch.export (.pt2) or safetensors"),
     "profile": ("nasp.cli.profile", "cost table: latency, parameters, multiply-adds of every op"),
+    "costs": ("nasp.cli.costs", "fit a latency table from measured networks (nasp costs fit)"),
 }
 
 

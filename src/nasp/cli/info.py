@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embedding size for --task lm (default 850)")
     parser.add_argument("--nhid", type=int, default=850,
                         help="hidden size for --task lm (default 850)")
+    parser.add_argument("--device-latency", metavar="DEVICE", default=None,
+                        help="NAS-Bench-201 cells: the cell's measured latency on DEVICE from "
+                        "the shipped table (27 devices, e.g. raspi4, pixel2, gold_6226, "
+                        "titan_rtx_256), or 'all'")
     info_latency.add_arguments(parser)
 
 
@@ -143,6 +147,27 @@ def check_args(args: argparse.Namespace) -> None:
     info_latency.check_args(args)
 
 
+def _check_device_latency(value: str | None) -> tuple[str, ...]:
+    """The devices ``--device-latency`` names (all 27 for "all"); checked before any work."""
+    if value is None:
+        return ()
+    from nasp.nb201.latency import DEVICES, check_device
+
+    return DEVICES if value == "all" else (check_device(value),)
+
+
+def device_latency_lines(genotype, devices: tuple[str, ...]) -> list[str]:
+    """The cell's measured latencies from the shipped table (HELP, HW-NAS-Bench)."""
+    if not devices:
+        return []
+    from nasp.nb201.latency import device_latencies
+
+    ms = device_latencies(genotype)
+    head = ("measured latency of the benchmark's network (C=16, 5 cells per stage, CIFAR "
+            "input) with this cell, shipped table (HELP / HW-NAS-Bench):")
+    return [head] + [f"  {d:<15}{ms[d]:>10.3f} ms" for d in devices]
+
+
 def run(args: argparse.Namespace) -> int:
     from nasp.genotype import GENOTYPES, get_genotype
 
@@ -153,7 +178,12 @@ def run(args: argparse.Namespace) -> int:
     if task is None:
         task = "cnn" if args.genotype in GENOTYPES["cnn"] or args.genotype in GENOTYPES["lm"] \
             else get_genotype(args.genotype, "cnn").task
+    device_latency = _check_device_latency(args.device_latency)
     genotype = get_genotype(args.genotype, task)
+    if device_latency and genotype.family != "nb201":
+        raise NaspError("--device-latency is for NAS-Bench-201 cells (the shipped table "
+                        "measures the benchmark's network)",
+                        "pass a cell string '|op~0|+|...|' or an nb201 genotype")
     if genotype.task != task:
         raise NaspError(f"genotype {args.genotype!r} is a {genotype.task} genotype, not {task}",
                         f"use --task {genotype.task}")
@@ -198,6 +228,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"benchmark test accuracy (200 epochs, the benchmark's network and data): "
               f"CIFAR-10 {acc['cifar10_test']:.2f}%, CIFAR-100 {acc['cifar100_test']:.2f}%, "
               f"ImageNet16-120 {acc['imagenet16_test']:.2f}%")
+        for line in device_latency_lines(genotype, device_latency):
+            print(line)
+    for line in info_latency.fitted_lines(genotype, args):
+        print(line)
     if info_latency.wanted(args):
         for line in info_latency.lines(genotype, shape, info["layers"], info["channels"], args,
                                        table, info):

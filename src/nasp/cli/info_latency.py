@@ -4,6 +4,7 @@ network, beside what a cost table (``nasp profile``) predicts for it by addition
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from nasp.cli.options import path_text
@@ -34,7 +35,29 @@ def _threads(n: int) -> str:
 
 
 def wanted(args: argparse.Namespace) -> bool:
-    return bool(args.latency or args.cost_table)
+    return bool(args.latency or (args.cost_table and not fitted(args)))
+
+
+def fitted(args: argparse.Namespace) -> bool:
+    """Whether --cost-table is a fitted model (``nasp costs fit``), not a profile."""
+    if not args.cost_table or not Path(args.cost_table).is_file():
+        return False
+    from nasp.cost_model import MODEL_FORMAT
+    from nasp.run_folder import read_json
+
+    raw = read_json(Path(args.cost_table))
+    return isinstance(raw, dict) and raw.get("format") == MODEL_FORMAT
+
+
+def fitted_lines(genotype: Any, args: argparse.Namespace) -> list[str]:
+    """What a fitted table (``nasp costs fit``) predicts for the genotype."""
+    if not fitted(args):
+        return []
+    from nasp.cost_model import fit_note, load_cost_model
+
+    model = load_cost_model(args.cost_table)
+    return [f"cost table {args.cost_table} ({fit_note(model)}; dead ends {model.dead_ends}): "
+            f"predicts {model.predict(genotype):.3f} {model.unit}"]
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -71,8 +94,13 @@ def table_network(args: argparse.Namespace) -> tuple[dict[str, Any] | None,
     --layers and --channels default to the table's."""
     if not args.cost_table:
         return None, None
+    from nasp.cost_model import MODEL_FORMAT
     from nasp.costs import load_table
+    from nasp.run_folder import read_json
 
+    raw = read_json(Path(args.cost_table)) if Path(args.cost_table).is_file() else None
+    if isinstance(raw, dict) and raw.get("format") == MODEL_FORMAT:
+        return None, None  # a fitted model predicts the benchmark's network: fitted_lines
     table = load_table(args.cost_table)
     net = table["network"]
     args.layers = args.layers if args.layers is not None else net["layers"]
@@ -146,4 +174,20 @@ def lines(genotype: Any, shape: tuple[int, int, int, int], layers: int, channels
                f"predicts {pred:.3f} ms at batch {b} ({err:+.1f}% of measured); "
                f"{params / 1e6:.3f} M parameters, {madds / 1e6:.1f} M multiply-adds "
                f"({same} the network's count)")
+    target = _run_target(args.genotype)
+    if target is not None:
+        ok = measured[b] <= target
+        out.append(f"the search's latency budget {target:g} ms: measured {measured[b]:.3f} ms at "
+                   f"batch {b}, " + ("met" if ok else f"{measured[b] - target:.3f} ms over"))
     return out
+
+
+def _run_target(genotype: str) -> float | None:
+    """The ``--latency-target`` of the search run folder ``genotype`` names, if any."""
+    result = Path(genotype) / "result.json"
+    if not result.is_file():
+        return None
+    from nasp.run_folder import read_json
+
+    target = read_json(result).get("latency_target_ms")
+    return float(target) if isinstance(target, int | float) else None

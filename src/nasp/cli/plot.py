@@ -5,7 +5,9 @@ weights matrix (A and A_bar for NASP, alpha and softmax for DARTS...), for every
 ``--kind time``: validation accuracy (perplexity for language models) against wall-clock time,
 one line per run. ``--kind lambda``: model size and validation accuracy against the regularizer
 weight λ, averaged over seeds. ``--kind nb201``: NAS-Bench-201's ground-truth accuracy of the
-cell each search held, per epoch. ``--kind all`` (default) makes every figure the runs support.
+cell each search held, per epoch. ``--kind latency``: for searches with ``--target-device``, every
+benchmark cell's measured latency against its true accuracy, the Pareto front, the budgets and
+the cells found. ``--kind all`` (default) makes every figure the runs support.
 With several runs, the arch figures of each go to a subfolder named after the run.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from nasp.cli.options import path_arg, path_text
 from nasp.errors import NaspError
 
-KINDS = ("arch", "time", "lambda", "nb201", "all")
+KINDS = ("arch", "time", "lambda", "nb201", "latency", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +84,10 @@ def _plot(args: argparse.Namespace) -> int:
         written += plots.plot_lambda(runs, out_dir, formats=formats)
     if kind == "nb201" or (kind == "all" and plots.benchmark_runs(runs)):
         written += plots.plot_benchmark(runs, out_dir, formats=formats)
+    from nasp.viz.latency_plot import latency_runs, plot_latency
+
+    if kind == "latency" or (kind == "all" and latency_runs(runs)):
+        written += plot_latency(runs, out_dir, formats=formats)
     if not written:
         raise NaspError("nothing to plot for these runs",
                         "pass search run folders with metrics.jsonl and arch.jsonl")

@@ -47,13 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def network_size(data: str, data_root: str | None, preset: str, layers: int | None,
-                 channels: int | None) -> tuple[tuple[int, int, int, int], int, int]:
-    """(C, H, W, classes), layers and channels of the network ``nasp train`` would build."""
+                 channels: int | None, family: str = "darts"
+                 ) -> tuple[tuple[int, int, int, int], int, int]:
+    """(C, H, W, classes), layers and channels of the network ``nasp train`` would build (for
+    a NAS-Bench-201 cell: the benchmark's network, its quick preset one cell per stage)."""
     from nasp.configs import TrainConfig
     from nasp.configs.train_cnn import dataset_shape
 
     shape = dataset_shape(data, data_root)
-    values = TrainConfig.preset_values({"preset": preset, "data": data, "data_root": data_root})
+    layered = {"preset": preset, "data": data, "data_root": data_root}
+    if family == "nb201":  # any cell string: the preset follows the family
+        layered["genotype"] = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    values = TrainConfig.preset_values(layered)
     return shape, layers or values["layers"], channels or values["channels"]
 
 
@@ -89,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_args(args)
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if is_model_ref(args.space):
         return _profile_model(args, device)
     space = get_space(args.space)
     (c, h, w, classes), layers, channels = network_size(args.data, args.data_root, args.preset,
-                                                        args.layers, args.channels)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+                                                        args.layers, args.channels, space.family)
     start = time.perf_counter()
     table = profile(space, (c, h, w), classes, channels, layers, device, args.batch_size,
                     args.warmup, args.repeats, data=args.data, clock=args.clock,

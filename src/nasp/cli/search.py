@@ -71,9 +71,27 @@ def benchmark_lines(result: dict[str, Any]) -> list[str]:
             ("nb201_imagenet16_test", "ImageNet16-120"))
     shown = [f"{name} {result[k]:.2f}%" for k, name in keys
              if isinstance(result.get(k), int | float)]
+    lines = budget_lines(result)
     if not shown:
-        return []
+        return lines
     from nasp.nb201.table import NOTE
 
-    return [f"NAS-Bench-201 ground truth of this cell: {', '.join(shown)}",
-            f"  ({result.get('nb201_note') or NOTE})"]
+    lines = [f"NAS-Bench-201 ground truth of this cell: {', '.join(shown)}",
+             f"  ({result.get('nb201_note') or NOTE})"] + lines
+    if isinstance(result.get("nb201_latency_ms"), int | float):
+        lines.append(f"measured latency of this cell on {result.get('target_device')} "
+                     f"(shipped table): {result['nb201_latency_ms']:.3f} ms")
+    return lines
+
+
+def budget_lines(result: dict[str, Any]) -> list[str]:
+    """Whether the found architecture meets the latency budget, by its predicted latency."""
+    target, pred = result.get("latency_target_ms"), result.get("latency_pred_ms")
+    if not isinstance(target, int | float) or not isinstance(pred, int | float):
+        return []
+    aim = result.get("latency_aim_ms")
+    aiming = f", aiming at {aim:.3f} ms" if isinstance(aim, float) and aim < target else ""
+    if result.get("latency_met"):
+        return [f"latency budget {target:g} ms: met, {pred:.3f} ms predicted{aiming}"]
+    return [f"latency budget {target:g} ms: NOT met, {pred:.3f} ms predicted, "
+            f"{pred - target:.3f} ms over (the closest architecture the search could reach)"]

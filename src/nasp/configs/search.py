@@ -85,6 +85,21 @@ class SearchConfig(RunConfig):
                              "normalised so an edge's costs sum to 1 on average over the cell "
                              "(the release's p_k/Σp on normal cells); --lambda-params λ is "
                              "--cost params --lambda-cost λ")
+    # a latency budget (nasp.strategies.budget)
+    latency_target: float | None = opt(None, "latency budget in ms: the final architecture's "
+                                       "latency predicted by --cost-table meets it; the "
+                                       "regularizer charges latency and λ adapts itself "
+                                       "(starting at --lambda-cost)")
+    latency_margin: float | None = opt(None, "aim at target / (1 + margin), so the measured "
+                                       "latency meets the target where the table "
+                                       "under-predicts (default: the fitted table's 90th "
+                                       "percentile of leave-one-out under-prediction; 0 for "
+                                       "a `nasp profile` table)")
+    latency_step: float = opt(0.02, "dual-ascent step of λ per architecture step: λ += step "
+                              "(latency / aim - 1), at least 0")
+    target_device: str | None = opt(None, "nb201 only: record the held cell's measured "
+                                    "latency on this device (shipped table, 27 devices) per "
+                                    "epoch and in result.json")
     # CNN supernet
     channels: int = opt(16, "initial channels of the search network")
     layers: int = opt(8, "cells of the search network")
@@ -156,6 +171,16 @@ class SearchConfig(RunConfig):
             (self.cost == "params" or self.cost_table is not None or self.lambda_cost == 0
              or (self.cost == "madds" and self.own_model),  # measured on a sample batch
              "cost", "--cost madds or latency needs --cost-table (made by `nasp profile`)"),
+            (self.latency_target is None or self.latency_target > 0, "latency_target",
+             "use a positive --latency-target in ms"),
+            (self.latency_target is None or self.cost_table is not None, "latency_target",
+             "--latency-target needs a cost table to predict latency: --cost-table from "
+             "`nasp profile` (this machine) or `nasp costs fit` (measured networks)"),
+            (self.latency_target is None or self.cost != "madds", "cost",
+             "--latency-target charges latency; leave out --cost madds"),
+            (self.latency_margin is None or 0 <= self.latency_margin < 10, "latency_margin",
+             "use --latency-margin in [0, 10), e.g. 0.1 for 10%"),
+            (self.latency_step > 0, "latency_step", "use a positive --latency-step"),
             (self.evaluate_on in SPLITS, "evaluate_on", "use --evaluate-on valid or test"),
             (self.stem_multiplier >= 1, "stem_multiplier", "use --stem-multiplier 1 or more"),
             (self.eval_batch_size >= 1, "eval_batch_size", "use --eval-batch-size 1 or more"),
@@ -179,7 +204,26 @@ class SearchConfig(RunConfig):
         from nasp.spaces.model import is_model_ref, load_factory
         from nasp.strategies import get_strategy
 
-        get_strategy(self.strategy)
+        strategy = get_strategy(self.strategy)
+        own = self.own_model
+        if self.latency_target is not None:
+            self.cost = "latency"  # recorded resolved: the budget charges latency
+            if not strategy.takes_budget:
+                raise NaspError(f"strategy {self.strategy!r} does not search under a latency "
+                                "budget", "use --strategy nasp, pa, pa-lazy, darts, darts2 or "
+                                "asap with --latency-target, or leave the target out")
+            if not own:  # a user model's space exists once its model is built
+                from nasp.strategies.build import latency_budget
+
+                latency_budget(self)  # the table, its space, a reachable target: before work
+        if self.target_device is not None:
+            from nasp.nb201.latency import check_device
+
+            check_device(self.target_device)
+            if own or get_space(self.space).family != "nb201":
+                raise NaspError(f"--target-device reads measured latencies of NAS-Bench-201 "
+                                f"cells; space {self.space!r} has none",
+                                "use --space nb201, or leave --target-device out")
         if self.task == "model":  # the model comes from Python, not from --space
             return
         if is_model_ref(self.space):

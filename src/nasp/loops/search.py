@@ -291,6 +291,7 @@ def _loop(cfg: SearchConfig, folder: RunFolder | None, d: Dist, run: _Run, progr
         strategy.end_epoch(epoch, record)
         geno = strategy.genotype()
         record.update(task.genotype_metrics(geno))  # e.g. NAS-Bench-201's ground truth
+        record.update(strategy.budget_metrics())  # a latency budget's prediction and λ
         epoch_time = time.perf_counter() - t0
         wall += epoch_time
         for k in totals:
@@ -369,5 +370,8 @@ def search_result(strategy: Strategy, task: Any, metrics: list[dict[str, Any]],
         from nasp.nb201.table import NOTE
 
         result["nb201_note"] = NOTE
+    if cfg.target_device:
+        result["target_device"] = cfg.target_device
+    result.update(strategy.budget_metrics())
     result["eval_params_m"] = task.eval_params_m(geno)
     return result

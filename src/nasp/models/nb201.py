@@ -6,6 +6,9 @@ benchmark trains it with C=16 and 5 cells per stage. Module names match the sear
 (``nasp.supernet.nb201``), so a cell's weights can be carried between the two.
 
 ``none`` edges are not executed (they add zeros); a node with only ``none`` edges is zeros.
+Dead ends are not executed either: an op whose node cannot reach the cell output (it feeds only
+``none`` edges) changes nothing the network computes, so it is skipped, as a runtime that
+prunes unused graph would (``nasp.cost_model.live_edges``, the rule cost tables use).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from nasp.genotype import Genotype
 from nasp.models.drop_path import drop_path, drops
 from nasp.nb201.network import build_network
 from nasp.nb201.ops import make_op
+from nasp.nb201.strings import OP_NAMES
 from nasp.ops import Identity, Zero
 from nasp.spaces.nb201 import NB201_CELL
+from nasp.spaces.selection import live_edges
 
 BENCHMARK_CHANNELS = 16
 BENCHMARK_CELLS_PER_STAGE = 5
@@ -32,7 +37,9 @@ class NB201Cell(nn.Module):
         super().__init__()
         self.inputs = [int(j) for _, j in pairs]
         self.edges = nn.ModuleList(make_op(op, c, 1, affine=True) for op, _ in pairs)
-        self.runs = [not isinstance(op, Zero) for op in self.edges]
+        live = set(live_edges(tuple(OP_NAMES.index(op) for op, _ in pairs), NB201_CELL,
+                              "free"))
+        self.runs = [e in live and not isinstance(op, Zero) for e, op in enumerate(self.edges)]
         # identity edges carry the signal through the cell; dropping them would cut it (DARTS)
         self.droppable = [not isinstance(op, Identity) for op in self.edges]
 

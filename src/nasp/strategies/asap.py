@@ -62,6 +62,7 @@ class ASAP(Strategy):
     network = ("the annealed softmax(α/T) mixture of the ops not yet pruned (the genotype's "
                "network only once every edge has one op left)")
     checkpointed = ("arch", "alive", "epoch")
+    takes_budget = True
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
         super().__init__(setup, **options)
@@ -124,6 +125,8 @@ class ASAP(Strategy):
         ctx.reduce(grads)
         self.arch.step(grads)
         self.prune()
+        if self.arch.budget is not None:  # λ's dual-ascent step on the derived architecture
+            self.arch.observe(self._selection()[1])
 
     def prune(self, threshold: float | None = None) -> int:
         """Prune every alive op whose weight is under the threshold (never an edge's strongest
@@ -153,15 +156,20 @@ class ASAP(Strategy):
         return all(bool((a.sum(dim=1) == 1).all()) for a in self.alive.values())
 
     # --- result -----------------------------------------------------------------------------
-    def genotype(self) -> Any:
-        sel = {}
+    def _selection(self) -> tuple[dict, dict]:
+        values, sel = {}, {}
         for name, cell in self.cells.items():
             probs = self.arch[name].detach().float().softmax(dim=-1).cpu()
             # survivors in [0, 1], pruned ops shifted below any survivor: the winner of an edge
             # is its strongest survivor (softmax is monotone in α), its strength the DARTS rank
-            values = (probs - 2.0 * (~self.alive[name]).float()).numpy()
-            sel[name] = select(values, cell, self.priority[name])
-        return to_record(sel, self.space)
+            values[name] = (probs - 2.0 * (~self.alive[name]).float()).numpy()
+            sel[name] = select(values[name], cell, self.priority[name])
+        return values, sel
+
+    def genotype(self) -> Any:
+        values, sel = self._selection()
+        # with a latency budget, projected into it (survivors first: pruned ops weigh -2)
+        return to_record(self.arch.within_budget(values, sel, self.priority), self.space)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         mix = self._mix({k: v.detach() for k, v in self.arch.items()})

@@ -62,6 +62,9 @@ class StrategySetup:
     lambda_cost: float = 0.0
     costs: Mapping[str, torch.Tensor] = field(default_factory=dict)
     dtype: torch.dtype = torch.float32  # of the architecture tensors (float64 in gradient tests)
+    # a latency budget (``nasp.strategies.budget``): λ then adapts itself, starting at
+    # ``lambda_cost``, and the held architecture is projected into the budget
+    budget: Any = None
 
 
 class Strategy:
@@ -74,6 +77,8 @@ class Strategy:
     network: ClassVar[str] = "the search network"
     # attributes saved by state_dict: objects with state_dict(), tensors, plain values
     checkpointed: ClassVar[tuple[str, ...]] = ()
+    # whether it honours a latency budget (``StrategySetup.budget``); others refuse one
+    takes_budget: ClassVar[bool] = False
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
         self.setup = setup
@@ -87,6 +92,10 @@ class Strategy:
             raise NaspError(f"unknown option(s) for strategy {self.name!r}: "
                             f"{', '.join(unknown)}", hint)
         self.opts = {**self.options, **{k: v for k, v in options.items() if v is not None}}
+        if setup.budget is not None and not self.takes_budget:
+            raise NaspError(f"strategy {self.name!r} does not search under a latency budget",
+                            "use --strategy nasp, pa, pa-lazy, darts, darts2 or asap with "
+                            "--latency-target, or leave the target out")
 
     # --- what the loop asks for -------------------------------------------------------------
     def weighting(self) -> Weighting:
@@ -124,6 +133,18 @@ class Strategy:
         does (random search: its best candidate's last epoch); ``None``: the last epoch's,
         whatever network ``network`` names."""
         return None
+
+    def budget_metrics(self) -> dict[str, Any]:
+        """With a latency budget: the held architecture's predicted latency and λ, for the
+        epoch record and result.json (``nasp.strategies.budget.report``); else nothing."""
+        arch = getattr(self, "arch", None)
+        budget = getattr(arch, "budget", None)
+        if budget is None:
+            return {}
+        from nasp.strategies.budget import report
+
+        return {**report(budget.budget, budget.budget.model.predict(self.genotype())),
+                "latency_lambda": budget.lam, "latency_unprojected_ms": budget.free_ms}
 
     # --- records ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:

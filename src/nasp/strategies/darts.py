@@ -28,6 +28,7 @@ class DARTS(Strategy):
 
     network = "the softmax(α) mixture of every operation (the supernet, not the genotype)"
     checkpointed = ("arch",)
+    takes_budget = True
     second_order: ClassVar[bool] = False
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
@@ -59,6 +60,8 @@ class DARTS(Strategy):
             grads = arch_grad(self._val_loss(ctx, val_batch, alpha), list(alpha.values()))
         ctx.reduce(grads)
         self.arch.step(grads)
+        if self.arch.budget is not None:  # λ's dual-ascent step on the derived architecture
+            self.arch.observe(self._selection()[1])
 
     def unrolled_gradient(self, ctx: ArchContext, train_batch: Any, val_batch: Any,
                           alpha: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -103,10 +106,17 @@ class DARTS(Strategy):
                     p.copy_(w)
         return [da - lr * (gp - gm) / (2 * eps) for da, gp, gm in zip(d_alpha, *hvp)]
 
+    def _selection(self) -> tuple[dict, dict]:
+        """(softmax(α) per cell, DARTS's derivation from it, without a budget)."""
+        probs = {name: self.arch[name].detach().softmax(dim=-1).float().cpu().numpy()
+                 for name in self.cells}
+        return probs, {name: select(probs[name], cell, self.priority[name])
+                       for name, cell in self.cells.items()}
+
     def genotype(self) -> Any:
-        sel = {name: select(self.arch[name].detach().softmax(dim=-1).float().cpu().numpy(),
-                            cell, self.priority[name]) for name, cell in self.cells.items()}
-        return to_record(sel, self.space)
+        probs, sel = self._selection()
+        # with a latency budget, the derivation is projected into it (nasp.strategies.budget)
+        return to_record(self.arch.within_budget(probs, sel, self.priority), self.space)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:
         return {name: {"alpha": a, "softmax": a.softmax(dim=-1)} for name, a in self.arch.items()}

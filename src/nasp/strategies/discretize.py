@@ -23,11 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from nasp.errors import NaspError
-from nasp.genotype import Genotype
 from nasp.spaces.base import CellSpec, SearchSpace
+from nasp.spaces.selection import (  # noqa: F401 - the walk lives below the strategies
+    Selection,
+    genotype_edges,
+    genotype_to_selection,
+    selection_to_genotype,
+)
 
-Selection = tuple[int, ...]
 Priority = tuple[np.ndarray, np.ndarray]  # (edges, ops) op ranks, (edges,) edge ranks
 
 
@@ -77,65 +80,6 @@ def discretize(a: torch.Tensor, cell: CellSpec,
     """Ā = prox(A): the discrete architecture of continuous parameters A."""
     sel = select(a.detach().float().cpu().numpy(), cell, priority)
     return one_hot(sel, cell.num_ops, a), sel
-
-
-def selection_to_genotype(selections: Mapping[str, Selection],
-                          cells: Mapping[str, CellSpec]) -> Genotype:
-    """The genotype of a selection: (op, input) of each kept edge, nodes in order."""
-    pairs, concat = {}, {}
-    for name, cell in cells.items():
-        sel = selections[name]
-        pairs[name] = tuple((cell.ops[sel[e]], cell.edges[e][1])
-                            for node_edges in cell.node_edges for e in node_edges if sel[e] >= 0)
-        concat[name] = cell.concat
-    return Genotype(pairs, concat)
-
-
-def genotype_edges(genotype: Genotype, cells: Mapping[str, CellSpec]
-                   ) -> dict[str, list[tuple[int, int]]]:
-    """Per cell type, the (edge, op column) pairs a genotype runs; raises ``NaspError`` when the
-    genotype does not fit the space (another cell shape, an op the space lacks). The genotype's
-    own walk (:meth:`Genotype.edges`) reads its nodes, shaped by the space's ``CellSpec``."""
-    out = {}
-    for name, cell in cells.items():
-        if name not in genotype.cells:
-            raise NaspError(f"the genotype has no {name!r} cell (it has "
-                            f"{', '.join(genotype.cells)})", "use a genotype of this space")
-        pairs = list(genotype.cells[name])
-        if len(pairs) != cell.num_kept:
-            raise NaspError(f"the genotype's {name!r} cell has {len(pairs)} edges, this space "
-                            f"needs {cell.num_kept}", "use a genotype of this space")
-        if tuple(genotype.concat[name]) != cell.concat:
-            raise NaspError(f"the genotype's {name!r} cell combines nodes "
-                            f"{list(genotype.concat[name])}; this space's cells combine "
-                            f"{list(cell.concat)}", "train it with `nasp train` instead")
-        edges = []
-        for i, j, op in genotype.edges(name, [cell.kept(n) for n in range(cell.nodes)]):
-            if op not in cell.ops:
-                raise NaspError(f"op {op!r} of the genotype is not in this space's {name} "
-                                "cell", f"use a space whose {name} cell has {op!r} (it has "
-                                f"{', '.join(cell.ops)})")
-            if not 0 <= j < len(cell.node_edges[i]):
-                raise NaspError(f"node {i} of the genotype's {name!r} cell takes input {j}, "
-                                "which does not exist there", "fix the genotype")
-            edges.append((cell.node_edges[i][j], cell.ops.index(op)))
-        out[name] = edges
-    return out
-
-
-def genotype_to_selection(genotype: Genotype,
-                          cells: Mapping[str, CellSpec]) -> dict[str, Selection]:
-    """The selection of a genotype that uses each edge at most once."""
-    out = {}
-    for name, edges in genotype_edges(genotype, cells).items():
-        sel = [-1] * cells[name].num_edges
-        for e, k in edges:
-            if sel[e] >= 0:
-                raise NaspError(f"the genotype's {name!r} cell uses one input of a node twice",
-                                "a selection holds one op per edge")
-            sel[e] = k
-        out[name] = tuple(sel)
-    return out
 
 
 # --- records of any space --------------------------------------------------------------------

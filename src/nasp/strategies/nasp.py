@@ -14,6 +14,13 @@ The result is the last Ā, exported exactly (no softmax re-ranking).
 Options (``--strategy-options``): ``init`` and ``init_noise``, the starting A = init +
 init_noise · U(-1, 1), seeded (the release used 0.5 exactly, which hands every first argmax to
 op 0; the noise makes the first architecture position-free).
+
+Under a latency budget (``--latency-target``, ``nasp.strategies.budget``) step 1 and 3 become
+Ā = prox_{C_T}(A), the nearest architecture within budget, once the warm-up is over
+(``budget_warmup``, a fraction of the epochs, default 0.5); ``budget_none`` ("neutral", the
+default, or "a") says what ``none`` weighs in that projection (``budget_values``), and
+``budget_dual`` (default false) also adapts λ by dual ascent, as DARTS and ASAP do - measured
+worse for NASP (see ``budget``'s doc).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import torch
 
 from nasp.strategies.arch_params import ArchParams
 from nasp.strategies.base import ArchContext, Strategy, StrategySetup, arch_grad, register
-from nasp.strategies.discretize import discretize, tie_priority, to_record
+from nasp.strategies.discretize import discretize, one_hot, tie_priority, to_record
 from nasp.supernet.weighting import CellWeighting, Weighting, selection_plan
 
 
@@ -56,24 +63,65 @@ def held_constant(weights: Sequence[torch.Tensor]) -> Iterator[None]:
 class NASP(Strategy):
     """Continuous A in [0,1], discrete Ā for every forward pass."""
 
-    options: ClassVar[dict[str, Any]] = {"init": 0.5, "init_noise": 1e-3}
+    options: ClassVar[dict[str, Any]] = {"init": 0.5, "init_noise": 1e-3, "budget_dual": False,
+                                         "budget_none": "neutral", "budget_warmup": 0.5}
     network = "the discrete network under Ā (weights shared with the supernet)"
     checkpointed = ("arch",)
+    takes_budget = True
 
     def __init__(self, setup: StrategySetup, **options: Any) -> None:
         super().__init__(setup, **options)
+        warmup = self.opts["budget_warmup"]
+        if isinstance(warmup, bool) or not isinstance(warmup, int | float) or \
+                not 0 <= warmup < 1:
+            from nasp.errors import NaspError
+
+            raise NaspError(f"invalid budget_warmup {warmup!r}",
+                            "a fraction of the epochs in [0, 1), e.g. 0.5")
+        if self.opts["budget_none"] not in ("neutral", "a"):
+            from nasp.errors import NaspError
+
+            raise NaspError(f"invalid budget_none {self.opts['budget_none']!r}",
+                            'use --strategy-options \'{"budget_none": "neutral"}\' or "a"')
         self.arch = ArchParams(init_continuous(setup, self.opts["init"], self.opts["init_noise"]),
                                setup, self.opts.get("step", "adam"))  # PA: its own step
         self.priority = tie_priority(self.cells, setup.seed)
+        self.epoch = 0
         self.project()
         self.restored()
 
+    def budget_binds(self) -> bool:
+        """Whether the held architecture is projected into the budget this epoch: after the
+        warm-up (``budget_warmup``, a fraction of the epochs, default half). A single-path
+        search trains only the ops it holds, so an op the budget keeps out from the first
+        step never gets trained weights, and its probed gradient - the only evidence A gets
+        about it - stays noise; A would then rank ops at random. During the warm-up every op
+        the unconstrained Ā picks is trained as in a search without budget, A learns what
+        the ops are worth, and the projection afterwards chooses by that."""
+        return self.arch.budget is not None and \
+            self.epoch >= self.opts["budget_warmup"] * self.setup.epochs
+
+    def start_epoch(self, epoch: int) -> None:
+        binds = self.budget_binds()
+        self.epoch = epoch
+        if self.budget_binds() != binds:
+            self.restored()
+
     def restored(self) -> None:
-        """Ā and the host-side selection are derived from A: recomputed whenever A changes."""
+        """Ā and the host-side selection are derived from A: recomputed whenever A changes.
+        With a latency budget Ā = prox_{C_T}(A), the nearest architecture within budget
+        (``nasp.strategies.budget``); ``free_selection`` is prox_C(A), without the budget."""
         self.A_bar, self.selection = {}, {}
         for name, cell in self.cells.items():
             self.A_bar[name], self.selection[name] = discretize(self.arch[name], cell,
                                                                 self.priority[name])
+        self.free_selection = dict(self.selection)
+        self.A_free = self.A_bar
+        if self.budget_binds():
+            self.selection = self.arch.within_budget(self.budget_values(), self.free_selection,
+                                                     self.priority)
+            self.A_bar = {name: one_hot(self.selection[name], cell.num_ops, self.arch[name])
+                          for name, cell in self.cells.items()}
 
     def weighting(self) -> Weighting:
         return {name: CellWeighting(None, selection_plan(self.selection[name], cell.num_ops))
@@ -92,6 +140,11 @@ class NASP(Strategy):
         A_bar = {name: b.clone().requires_grad_(True) for name, b in self.A_bar.items()}
         with held_constant(ctx.weights):
             loss = ctx.loss(val_batch, self.arch_weighting(A_bar))
+            if self.arch.budget is not None:
+                # the penalty's pull is on the ops the budget excludes: charged at prox_C(A)
+                grads = arch_grad(loss, list(A_bar.values()))
+                extra = self.arch.penalty_gradient(self.A_free)
+                return grads if extra is None else [g + x for g, x in zip(grads, extra)]
             penalty = self.arch.penalty(A_bar)
             return arch_grad(loss if penalty is None else loss + penalty, list(A_bar.values()))
 
@@ -101,6 +154,24 @@ class NASP(Strategy):
         self.arch.step(grads)
         self.project()
         self.restored()
+        # with a budget: its unprojected latency, for the record (λ stays: the projection acts)
+        self.arch.observe(self.free_selection, dual=bool(self.opts["budget_dual"]))
+
+    def budget_values(self) -> dict[str, torch.Tensor]:
+        """What the budget's projection weighs ops by: A, except that ``none`` (where it is a
+        real choice, NAS-Bench-201) counts as the starting value. Its output is zero, so its
+        validation gradient is exactly 0 and its A moves by weight decay alone - which Adam
+        normalises into full-size steps, driving A[none] to 0 at the learning rate whatever
+        the data say. Left as is, a budget would fill edges with any cheap op rather than
+        remove them; at the starting value, an op is kept where the evidence of the search
+        raised it above where it started (``budget_none: "a"`` keeps A itself)."""
+        values = {name: a.detach().clone() for name, a in self.arch.items()}
+        if self.opts["budget_none"] == "neutral":
+            for name, cell in self.cells.items():
+                for k in cell.final_ops:
+                    if cell.ops[k] == "none":
+                        values[name][:, k] = self.opts["init"]
+        return values
 
     def project(self) -> None:
         """The proximal step's box constraint: A stays in [0, 1]."""
@@ -109,6 +180,9 @@ class NASP(Strategy):
                 a.clamp_(0.0, 1.0)
 
     def genotype(self) -> Any:
+        if self.arch.budget is not None and not self.budget_binds():  # still warming up
+            return to_record(self.arch.within_budget(
+                self.budget_values(), self.free_selection, self.priority), self.space)
         return to_record(self.selection, self.space)
 
     def snapshot(self) -> dict[str, dict[str, torch.Tensor]]:

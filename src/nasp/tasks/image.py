@@ -75,6 +75,7 @@ class ImageSearchTask:
         self.valid_eval = DeviceLoader(ex[lo:hi], ey[lo:hi], max(cfg.batch_size, 256),
                                        shuffle=False, drop_last=False, **common)
         self.eval_prefix = cfg.evaluate_on
+        self.target_device = cfg.target_device
         self.max_steps = cfg.max_steps_per_epoch
         self.net: ModelNet | None = None
         if is_model_ref(cfg.space):
@@ -149,12 +150,18 @@ class ImageSearchTask:
 
     def genotype_metrics(self, genotype: Genotype) -> dict[str, float]:
         """The benchmark's ground truth of a NAS-Bench-201 cell (200-epoch test accuracy on
-        CIFAR-10, CIFAR-100, ImageNet16-120), recorded every epoch; nothing for other spaces."""
+        CIFAR-10, CIFAR-100, ImageNet16-120, and with ``--target-device`` its measured latency
+        there), recorded every epoch; nothing for other spaces."""
         if genotype.family != "nb201":
             return {}
         from nasp.nb201 import lookup
 
-        return {f"nb201_{k}": v for k, v in lookup(genotype).items()}
+        out = {f"nb201_{k}": v for k, v in lookup(genotype).items()}
+        if self.target_device:
+            from nasp.nb201.latency import device_latency
+
+            out["nb201_latency_ms"] = device_latency(genotype, self.target_device)
+        return out
 
     def eval_params_m(self, genotype: Genotype) -> float:
         """Parameters (M) of the genotype's evaluation network at the paper's size (20 cells,

@@ -322,10 +322,15 @@ def benchmark_figure(runs: Sequence[Run]) -> Figure:
 
     labels = dict(zip((id(r) for r in runs), run_labels(runs), strict=True))
     style = line_styles(runs)
+    # with --target-device: a fourth panel, the held cell's measured latency per epoch
+    timed = [r for r in runs if any("nb201_latency_ms" in m for m in r.metrics)]
+    panels = len(BENCHMARK) + (1 if timed else 0)
     with matplotlib.rc_context(RC):
-        fig = _new_figure(4.2 * len(BENCHMARK) + 1.8, 3.6)
-        axes = fig.subplots(1, len(BENCHMARK), squeeze=False)[0]
-        for ax, (key, title) in zip(axes, BENCHMARK, strict=True):
+        fig = _new_figure(4.2 * panels + 1.8, 3.6)
+        axes = fig.subplots(1, panels, squeeze=False)[0]
+        if timed:
+            _latency_panel(axes[-1], timed, labels, style)
+        for ax, (key, title) in zip(axes, BENCHMARK):
             for run in runs:
                 points = [(m["epoch"] + 1, m[key]) for m in run.metrics if key in m]
                 ax.plot(*zip(*points), **style[id(run)], label=labels[id(run)])
@@ -335,9 +340,28 @@ def benchmark_figure(runs: Sequence[Run]) -> Figure:
             ax.set_ylabel("test accuracy of the cell held (%)")
             ax.set_title(f"NAS-Bench-201 ground truth: {title}")
             ax.grid(alpha=0.3)
-        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-                        ncols=1 if len(runs) <= 14 else 2)
+        handles, names = axes[0].get_legend_handles_labels()  # runs and the best cell
+        axes[-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                        frameon=False, ncols=1 if len(runs) <= 14 else 2)
     return fig
+
+
+def _latency_panel(ax: Any, runs: Sequence[Run], labels: dict[int, str],
+                   style: dict[int, dict[str, Any]]) -> None:
+    """Measured latency on the target device of the cell each search held, per epoch, and
+    each run's latency budget (dashed)."""
+    devices = sorted({str(r.config.get("target_device")) for r in runs})
+    for run in runs:
+        points = [(m["epoch"] + 1, m["nb201_latency_ms"]) for m in run.metrics
+                  if "nb201_latency_ms" in m]
+        ax.plot(*zip(*points), **style[id(run)], label=labels[id(run)])
+        target = run.config.get("latency_target")
+        if isinstance(target, int | float):
+            ax.axhline(target, color=style[id(run)]["color"], linestyle="--", linewidth=0.8)
+    ax.set_xlabel("search epoch")
+    ax.set_ylabel(f"measured latency on {', '.join(devices)} (ms)")
+    ax.set_title("latency of the cell held (dashed: budget)")
+    ax.grid(alpha=0.3)
 
 
 def plot_benchmark(runs: Sequence[Run], out_dir: str | os.PathLike[str],

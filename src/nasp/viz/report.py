@@ -163,6 +163,14 @@ def _across_html(runs: Sequence[Run]) -> str:
             _scope_ids(figure_svg(benchmark_figure(runs)), "nb201-"),
             "NAS-Bench-201's 200-epoch test accuracy of the cell each search held, per epoch, "
             "on the benchmark's three datasets; dashed: the benchmark's best cell")))
+    from nasp.viz.latency_plot import latency_figure, latency_runs
+
+    if latency_runs(runs):
+        parts.append(_safely(lambda: _figure(
+            _scope_ids(figure_svg(latency_figure(runs)), "latency-"),
+            "every NAS-Bench-201 cell's measured latency on the target device against its "
+            "true CIFAR-100 accuracy (grey), the Pareto front, the latency budgets (dashed) "
+            "and the cells the searches found")))
     return "\n".join(parts)
 
 

@@ -38,6 +38,8 @@ FIELDS = (
     "search_acc_mean", "search_acc_std", "search_ppl_mean", "search_ppl_std", "search_network",
     "nb201_cifar10_mean", "nb201_cifar10_std", "nb201_cifar100_mean", "nb201_cifar100_std",
     "nb201_imagenet16_mean", "nb201_imagenet16_std",
+    "target_device", "nb201_latency_mean", "nb201_latency_std", "latency_target_ms",
+    "latency_pred_mean", "latency_met",
     "params_m", "search_time_s", "time_arch_s", "time_forward_s", "time_backward_s",
     "peak_mem_mb", "environment",
 )
@@ -113,6 +115,19 @@ def comparison_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
         for key in GROUND_TRUTH:
             truth = [number(r.result.get(f"nb201_{key}_test")) for r in group]
             row.update({f"nb201_{key}_mean": _mean(truth), f"nb201_{key}_std": _std(truth)})
+        latency = [number(r.result.get("nb201_latency_ms")) for r in group]
+        devices = sorted({str(r.result["target_device"]) for r in group
+                          if r.result.get("target_device")})
+        targets = sorted({t for t in (number(r.result.get("latency_target_ms")) for r in group)
+                          if t is not None})
+        met = [r.result.get("latency_met") for r in group
+               if isinstance(r.result.get("latency_met"), bool)]
+        row.update({"target_device": ", ".join(devices) or None,
+                    "nb201_latency_mean": _mean(latency), "nb201_latency_std": _std(latency),
+                    "latency_target_ms": ", ".join(f"{t:g}" for t in targets) or None,
+                    "latency_pred_mean": _mean([number(r.result.get("latency_pred_ms"))
+                                                for r in group]),
+                    "latency_met": f"{sum(met)}/{len(met)}" if met else None})
         networks = {str(r.result.get("search_network")) for r in group
                     if r.result.get("search_network")}
         row.update({
@@ -160,6 +175,16 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, Callable[[dict],
     for key, header in GROUND_TRUTH.items():
         if any(r[f"nb201_{key}_mean"] is not None for r in rows):
             cols.append((header, _mean_std(f"nb201_{key}_mean", f"nb201_{key}_std", 2, 1.0)))
+    if any(r["nb201_latency_mean"] is not None for r in rows):
+        devices = sorted({d for r in rows for d in str(r["target_device"] or "").split(", ")
+                          if d})
+        where = devices[0] if len(devices) == 1 else "the target device"
+        cols.append((f"NB201 latency on {where} (ms)",
+                     _mean_std("nb201_latency_mean", "nb201_latency_std", 3, 1.0)))
+    if any(r["latency_met"] is not None for r in rows):
+        cols += [("latency target (ms)", lambda r: r["latency_target_ms"] or "–"),
+                 ("predicted latency (ms)", lambda r: _fmt(r["latency_pred_mean"], 3)),
+                 ("target met (predicted)", lambda r: r["latency_met"] or "–")]
     cols += [
         ("params (M)", lambda r: _fmt(r["params_m"], 2)),
         ("search time (s)", lambda r: _fmt(r["search_time_s"], 1)),
