@@ -223,3 +223,24 @@ def test_a_space_file_search_resumes_exactly_from_the_command_line(tmp_path):
     assert main(["search", "--resume", str(cut), "--quiet"]) == 0
     for name in ("arch.jsonl", "arch.json"):
         assert (straight / name).read_text() == (cut / name).read_text(), name
+
+
+def test_a_latency_budget_on_a_users_model_is_met(tmp_path):
+    """``--latency-target`` with a profile of the user's model: the found architecture's
+    predicted latency meets the budget (here only k3 fits in both blocks)."""
+    from nasp.costs import profile_model, save_table
+
+    space_file = tmp_path / "space.py"
+    space_file.write_text("import own_models\n\ndef small(in_channels, num_classes):\n"
+                          "    return own_models.Small(in_channels, num_classes)\n")
+    table = profile_model(f"{space_file}:small", (1, 8, 8), 3, torch.device("cpu"), repeats=1,
+                          warmup=0)
+    table["fixed"][0]["latency_ms"] = 1.0
+    for label in ("b1", "b2"):
+        for name, ms in (("k3", 0.5), ("k5", 3.0), ("skip", 2.0)):
+            table["choices"][label][name]["latency_ms"] = ms
+    save_table(table, tmp_path / "costs.json")
+    res = own_models.run("search", False, epochs=4, latency_target=2.2, latency_margin=0.0,
+                         cost_table=str(tmp_path / "costs.json"))
+    assert res.arch["b1"] == "k3" and res.arch["b2"] == "k3", res.arch
+    assert res.result["latency_met"] and res.result["latency_pred_ms"] <= 2.2

@@ -71,8 +71,11 @@ class CostModel:
     dead_ends: str = "cost"
     unit: str = "ms"
     fit: dict[str, Any] = field(default_factory=dict)
+    specs: dict[str, CellSpec] | None = None  # a space in no registry (a user model's)
 
     def cells(self) -> dict[str, CellSpec]:
+        if self.specs is not None:
+            return dict(self.specs)
         from nasp.spaces import get_space
 
         return dict(get_space(self.space).cells)
@@ -233,6 +236,8 @@ def load_cost_model(table: str | os.PathLike | Mapping[str, Any],
                         "nasp costs fit")
     if table.get("format") == MODEL_FORMAT:
         model = from_dict(table, source)
+    elif table.get("format") == TABLE_FORMAT and "choices" in table:
+        model = own_profiled_model(load_table(dict(table)), space)
     elif table.get("format") == TABLE_FORMAT:
         model = profiled_model(load_table(dict(table)))
     else:
@@ -259,6 +264,22 @@ def profiled_model(table: dict[str, Any]) -> CostModel:
     return CostModel(name, {k: v.numpy() for k, v in raw.items()}, constant, "free", "ms",
                      {"source": "nasp profile", "device": table.get("device"),
                       "batch_size": table.get("batch_size")})
+
+
+def own_profiled_model(table: dict[str, Any], space: SearchSpace | None) -> CostModel:
+    """A ``nasp profile --space FILE.py:FUNCTION`` table as an additive latency model of that
+    model's choices: each candidate's time where it sits, the skeleton as the constant."""
+    from nasp.costs import model_cost_matrices
+
+    if space is None or space.family != "model":
+        raise NaspError(f"the cost table profiles your own model {table.get('space')!r}, "
+                        "not a built-in space", "profile the space you search: nasp profile "
+                        "--space NAME")
+    raw = model_cost_matrices(table, space, "latency")
+    constant = float(sum(float(p["latency_ms"]) for p in table["fixed"]))
+    return CostModel(space.name, {k: v.numpy() for k, v in raw.items()}, constant, "free", "ms",
+                     {"source": "nasp profile", "device": table.get("device"),
+                      "batch_size": table.get("batch_size")}, specs=dict(space.cells))
 
 
 def fit_note(model: CostModel) -> str:

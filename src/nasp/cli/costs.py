@@ -55,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
                         "NAS-Bench-201 table) or --csv FILE (your measurements)")
     if args.csv is not None and args.samples is not None:
         raise NaspError("--samples picks cells of the shipped table", "leave it out with --csv")
+    from nasp.configs.base import MAX_SEED
+    from nasp.files import check_output
+
+    if not 0 <= args.seed <= MAX_SEED:
+        raise NaspError(f"invalid seed: {args.seed}", f"use --seed between 0 and {MAX_SEED}")
+    check_output(args.out, "-o")  # before the fit, not after it
     report = from_table(args) if args.device_latency else from_csv(args)
     from nasp.files import output_errors
 

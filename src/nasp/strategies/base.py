@@ -142,8 +142,10 @@ class Strategy:
         if budget is None:
             return {}
         from nasp.strategies.budget import report
+        from nasp.strategies.discretize import record_selection
 
-        return {**report(budget.budget, budget.budget.model.predict(self.genotype())),
+        held = record_selection(self.genotype(), self.space)
+        return {**report(budget.budget, budget.budget.model.predict_selection(held)),
                 "latency_lambda": budget.lam, "latency_unprojected_ms": budget.free_ms}
 
     # --- records ----------------------------------------------------------------------------

@@ -100,6 +100,17 @@ def record_edges(record: Any, space: SearchSpace) -> dict[str, list[tuple[int, i
     return own(record) if own is not None else genotype_edges(record, space.cells)
 
 
+def record_selection(record: Any, space: SearchSpace) -> dict[str, Selection]:
+    """Per cell type (label), the selection a record runs (each edge at most once)."""
+    out = {}
+    for name, edges in record_edges(record, space).items():
+        sel = [-1] * space.cells[name].num_edges
+        for e, k in edges:
+            sel[e] = k
+        out[name] = tuple(sel)
+    return out
+
+
 def parse_record(value: Any, space: SearchSpace) -> Any:
     """A record of ``space`` from what a user passes: a dict, a file or run folder, a
     published name (genotypes), or a record."""
