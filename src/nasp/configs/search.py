@@ -134,8 +134,8 @@ class SearchConfig(RunConfig):
     amp: bool | None = opt(None, "bf16 autocast for the weight step (default: on for CUDA); the "
                            "architecture gradient stays in float32")
     compile: str = opt("off", "compiled steps (torch.compile per op, probe and mixed edge): off, "
-                       "on, or auto (on for CUDA, and on the CPU for runs long enough to pay "
-                       "for compiling); config.json records the resolved one and a resume "
+                       "on, or auto (on for CUDA; eager on the CPU, where compiled steps "
+                       "measured no faster); config.json records the resolved one and a resume "
                        "keeps it")
     dist_timeout: float = opt(600.0, "with several processes, seconds a collective may wait "
                               "for a rank before the run stops naming it")

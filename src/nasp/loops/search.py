@@ -169,7 +169,7 @@ def _setup(cfg: SearchConfig, folder: RunFolder | None, d: Dist,
         strategy = build_strategy(cfg, d.device, task.space, costs)
     # the resolved mode is recorded, so a resumed run computes as it began (a resume in the
     # other mode is refused: float rounding differs between compiled and eager steps)
-    cfg.compile = resolve_compile(cfg.compile, d.device, task.steps_per_epoch() * cfg.epochs)
+    cfg.compile = resolve_compile(cfg.compile, d.device)
     if cfg.compile == "on":
         attach(task.model, Compiler(compile_mode_for(d.device, "search")))
     weights = [p for p in task.model.parameters() if p.requires_grad]

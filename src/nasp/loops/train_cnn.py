@@ -207,10 +207,8 @@ def _setup(cfg: TrainConfig, folder: RunFolder, d: Dist, dataset: ImageDataset |
     flops_m = count_flops(model, ds.shape) / 1e6
     model = model.to(device).to(memory_format=fmt)
     data = Data(cfg, ds, device, fmt == torch.channels_last, d)
-    steps = len(data.train) if not cfg.max_steps_per_epoch else \
-        min(len(data.train), cfg.max_steps_per_epoch)
     # recorded resolved, so a resume computes as the run began (the other mode is refused)
-    cfg.compile = resolve_compile(cfg.compile, device, steps * cfg.epochs, "train")
+    cfg.compile = resolve_compile(cfg.compile, device)
     step_model: nn.Module = model
     if cfg.compile == "on":  # the architecture is fixed: the whole network is one graph
         step_model = compile_network(model, compile_mode_for(device, "train"))

@@ -221,10 +221,7 @@ def train(cfg: LMTrainConfig, resume: bool = False, overwrite: bool = False,
                 tune_cpu_allocator()
             corpus = corpus or load_corpus(cfg.data, cfg.data_root)
             # recorded resolved: a resume computes as the run began (the other mode is refused)
-            steps = len(corpus.train) // (cfg.batch_size * cfg.bptt)
-            if cfg.max_steps_per_epoch:
-                steps = min(steps, cfg.max_steps_per_epoch)
-            cfg.compile = resolve_compile(cfg.compile, d.device, steps * cfg.epochs, "train")
+            cfg.compile = resolve_compile(cfg.compile, d.device)
             folder.start()
         return _train(cfg, folder, ckpt, genotype, corpus, d, progress and d.is_main)
     finally:
