@@ -225,7 +225,9 @@ def test_compiled_training_agrees_with_eager_and_compiles_its_network_once(tmp_p
     comp = nasp.train(out=str(tmp_path / "compiled"), compile="on", **options)
     assert comp["compile"] == "on" and eager["compile"] == "off"
     assert comp["test_acc"] == pytest.approx(eager["test_acc"], abs=1e-9)
-    assert comp["test_loss"] == pytest.approx(eager["test_loss"], rel=1e-5)
+    # rounding: under 1e-5 relative on torch 2.13, 1.2e-4 on 2.11 (the GPU machines'
+    # release), whose decompositions of the training graph round differently over 9 SGD steps
+    assert comp["test_loss"] == pytest.approx(eager["test_loss"], rel=1e-3)
     # with drop-path, whose probability rises every epoch: one training graph and one per
     # evaluation batch shape (16 validation images, test batches of 256 and 208), not one
     # per epoch
