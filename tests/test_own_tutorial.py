@@ -1,6 +1,6 @@
-"""docs/own-model.md's Python blocks run as written (a tutorial whose code fails is worse than
-none): every block in order, in one namespace, with the datasets and batch the text says the
-reader brings, on a tiny version of them."""
+"""docs/own-model.md's Python blocks, and README's own-model example, run as written (a
+tutorial whose code fails is worse than none): every block in order, in one namespace, with the
+datasets and batch the text says the reader brings, on a tiny version of them."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "own-model.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "own-model.md"
 
 
 def python_blocks() -> list[str]:
@@ -37,3 +38,18 @@ def test_the_tutorials_python_blocks_run_as_written(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "mine" / "arch.json").is_file()
     # the doc's claim: the search network under the arch (eval mode) is its fixed network
     assert torch.equal(ns["y"], ns["fixed"].eval()(ns["x"]))
+
+
+def test_the_readmes_own_model_example_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(),
+                                    flags=re.S) if "nasp.InputChoice(" in b]
+    assert len(blocks) == 1
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(32, 1, 8, 8, generator=g),
+                         torch.randint(0, 10, (32,), generator=g))
+    loader = torch.utils.data.DataLoader(data, batch_size=16)
+    ns: dict = {"train_loader": loader, "valid_loader": loader}
+    exec(compile(blocks[0], "README.md", "exec"), ns)
+    assert set(ns["res"].arch) == {"b1", "b2", "join"}
+    assert isinstance(ns["fixed"], torch.nn.Module)
