@@ -26,7 +26,8 @@ DEVICE=${DEVICE:-cuda}
 SMALL=${SMALL:-}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$PWD/$OUT/inductor-cache}
+# $OUT may be absolute (OUT=/tmp/gc): resolve it, never glue it under the working tree
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$(cd "$OUT" && pwd)/inductor-cache}
 
 # the interpreter that holds torch: $PYTHON, else python3 (GPU images often have no `python`)
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
