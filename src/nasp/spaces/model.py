@@ -29,6 +29,7 @@ from typing import Any
 from torch import nn
 
 from nasp.errors import NaspError
+from nasp.files import read_json
 from nasp.spaces.base import SearchSpace
 
 MODEL_FAMILY = "model"
@@ -165,10 +166,7 @@ def read_arch(path: str | os.PathLike) -> ModelArch:
         raise NaspError(f"architecture file {p} does not exist",
                         "pass a run folder of a search on your model (it holds arch.json), "
                         "an arch.json path or a dict")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NaspError(f"{p} is not valid JSON ({e})", "fix or regenerate the file") from None
+    data = read_json(p)
     if not isinstance(data, dict):
         raise NaspError(f"{p} does not hold a JSON object", "fix or regenerate the file")
     return ModelArch(data)
@@ -182,11 +180,7 @@ def read_own_search(run_dir: str | os.PathLike) -> tuple[str, ModelArch, dict[st
     if not config_path.is_file():
         raise NaspError(f"{p} is not a nasp run folder (no config.json)",
                         "pass the folder of a `nasp search --space FILE.py:FUNCTION` run")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NaspError(f"{config_path} is not valid JSON ({e})", "the run folder is damaged"
-                        ) from None
+    config = read_json(config_path)
     space = str(config.get("space", "")) if isinstance(config, dict) else ""
     if not isinstance(config, dict) or config.get("command") != "search":
         raise NaspError(f"{p} is not a search run", "pass the folder of a `nasp search --space "
