@@ -34,6 +34,7 @@ from nasp.errors import NaspError
 from nasp.ops import Identity
 from nasp.spaces.base import CellSpec
 from nasp.spaces.model import INPUT_OPS, MODEL_FAMILY, ModelSpace
+from nasp.supernet.inplace import fresh_in_place
 from nasp.supernet.mixed import mix
 from nasp.supernet.probe import ProbeInput, probe_node
 from nasp.supernet.weighting import PROBE, RUN, SKIP, CellWeighting, Weighting
@@ -130,7 +131,7 @@ class _Call:
         self.module, self.state, self.weighting = module, state, weighting
 
     def probe(self, inp: _CallInput, grad: Any) -> torch.Tensor:
-        with self.state.bound(self.weighting):
+        with self.state.bound(self.weighting), fresh_in_place(self.module):
             y = self.module(*inp.args, **inp.kwargs)
         return grad.dot(y)
 

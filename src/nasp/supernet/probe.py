@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from nasp.compiled import compiler_of
+from nasp.supernet.inplace import fresh_in_place
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor | None:
@@ -131,7 +132,8 @@ def probe_op(op: nn.Module, inp: ProbeInput, grad: ProbeGrad) -> torch.Tensor:
     fast = getattr(op, "probe", None)
     if fast is not None:
         return fast(inp, grad)
-    return grad.dot(op(inp.x))
+    with fresh_in_place(op):  # a user's candidate: its dead intermediates are overwritten
+        return grad.dot(op(inp.x))
 
 
 Probe = tuple[int, int, nn.Module, ProbeInput]
