@@ -53,24 +53,43 @@ def fit_table(device: str, samples: str, seed: int, path: Path) -> None:
 
 
 def search(job: dict, threads: int) -> float:
-    """One budgeted search (``--continue``: reused or resumed when it exists); its seconds."""
+    """One budgeted search (``--continue``: reused or resumed when it exists); its seconds.
+
+    A search may refuse its budget: with the table's margin for its own error (aim = budget
+    less the fit's leave-one-out under-prediction), even the cheapest cell can be predicted
+    above the aim (pixel2 with a 10-cell table: a 203% margin). ``nasp search`` then stops with
+    an ``error:`` line naming the smallest budget it would accept; the protocol records that
+    setting as a search that found no cell (it does not meet its budget) instead of stopping."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     args = ["search", "--continue", "--quiet", "--space", "nb201", "--preset", "quick",
             "--strategy", job["strategy"], "--seed", str(job["seed"]),
             "--cost-table", str(job["table"]), "--latency-target", str(job["budget"]),
             "--target-device", job["device"], "--out", str(job["run"]), *job["extra"]]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nasp", *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "nasp", *args], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode == 2 and "is below what the cheapest cell" in proc.stderr:
+        job["refused"] = proc.stderr.strip().splitlines()[-1].removeprefix("error: ")
+    elif proc.returncode:
+        sys.stderr.write(proc.stderr)
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
     return time.perf_counter() - t0
 
 
 def row(job: dict) -> dict:
     from nasp.nb201.latency import under_budget
 
-    result = json.loads((job["run"] / "result.json").read_text())
     ref = under_budget(job["device"], job["budget"], "cifar100")
     best, median = ref["best"], ref["median"]
+    if job.get("refused"):
+        return {"device": job["device"], "budget_ms": job["budget"], "samples": job["samples"],
+                "strategy": job["strategy"], "seed": job["seed"], "cell": "",
+                "predicted_ms": None, "aim_ms": None, "measured_ms": None, "meets": False,
+                "cifar10": None, "cifar100": None, "imagenet16": None,
+                "best_cifar100": best["cifar100_test"], "best_ms": best["latency_ms"],
+                "median_cifar100": median["cifar100_test"], "cells_under_budget": ref["cells"],
+                "gap_cifar100": None, "search_time_s": None, "refused": job["refused"]}
+    result = json.loads((job["run"] / "result.json").read_text())
     ms = result["nb201_latency_ms"]
     return {"device": job["device"], "budget_ms": job["budget"], "samples": job["samples"],
             "strategy": job["strategy"], "seed": job["seed"], "cell": result["genotype"],
@@ -81,7 +100,7 @@ def row(job: dict) -> dict:
             "best_cifar100": best["cifar100_test"], "best_ms": best["latency_ms"],
             "median_cifar100": median["cifar100_test"], "cells_under_budget": ref["cells"],
             "gap_cifar100": best["cifar100_test"] - result["nb201_cifar100_test"],
-            "search_time_s": result.get("search_time_s")}
+            "search_time_s": result.get("search_time_s"), "refused": ""}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -94,14 +113,18 @@ def markdown(rows: list[dict]) -> str:
         group = [r for r in rows if (r["device"], r["budget_ms"], r["samples"]) ==
                  (device, budget, samples)]
 
-        def m(k: str, group: list = group) -> float:
-            return statistics.mean(r[k] for r in group)
+        found = [r for r in group if not r["refused"]]
 
-        out.append(f"| {device} | {budget:g} | {samples} | {len(group)} | "
-                   f"{m('measured_ms'):.2f} | {sum(r['meets'] for r in group)}/{len(group)} | "
-                   f"{m('cifar10'):.2f} | {m('cifar100'):.2f} | {m('imagenet16'):.2f} | "
+        def m(k: str, found: list = found) -> str:
+            return f"{statistics.mean(r[k] for r in found):.2f}" if found else "-"
+
+        refused = len(group) - len(found)
+        runs = f"{len(group)}" + (f" ({refused} refused)" if refused else "")
+        out.append(f"| {device} | {budget:g} | {samples} | {runs} | "
+                   f"{m('measured_ms')} | {sum(r['meets'] for r in group)}/{len(group)} | "
+                   f"{m('cifar10')} | {m('cifar100')} | {m('imagenet16')} | "
                    f"{group[0]['best_cifar100']:.2f} | {group[0]['median_cifar100']:.2f} | "
-                   f"{m('gap_cifar100'):.2f} |")
+                   f"{m('gap_cifar100')} |")
     out += ["", "| cells in table | searches | meet the budget (measured) | settings met on "
             "every seed | mean CIFAR-100 gap to the best under budget | mean CIFAR-100 above "
             "the median under budget |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -110,9 +133,13 @@ def markdown(rows: list[dict]) -> str:
         settings = {(r["device"], r["budget_ms"]) for r in group}
         every = sum(all(r["meets"] for r in group if (r["device"], r["budget_ms"]) == s)
                     for s in settings)
-        gap = statistics.mean(r["gap_cifar100"] for r in group)
-        above = statistics.mean(r["cifar100"] - r["median_cifar100"] for r in group)
-        out.append(f"| {samples} | {len(group)} | {sum(r['meets'] for r in group)}/{len(group)}"
+        found = [r for r in group if not r["refused"]]
+        gap = statistics.mean(r["gap_cifar100"] for r in found) if found else float("nan")
+        above = statistics.mean(r["cifar100"] - r["median_cifar100"] for r in found) \
+            if found else float("nan")
+        refused = len(group) - len(found)
+        searches = f"{len(group)}" + (f" ({refused} refused the budget)" if refused else "")
+        out.append(f"| {samples} | {searches} | {sum(r['meets'] for r in group)}/{len(group)}"
                    f" | {every}/{len(settings)} | {gap:.2f} | {above:+.2f} |")
     return "\n".join(out) + "\n"
 
@@ -181,7 +208,7 @@ def main() -> None:
     from nasp.viz.runs import load_run
 
     shown = [j for j in jobs if j["samples"] == ("100" if "100" in samples else samples[0])]
-    plot_latency([load_run(j["run"]) for j in shown], args.out)
+    plot_latency([load_run(j["run"]) for j in shown if not j.get("refused")], args.out)
     print(f"wall time {time.perf_counter() - t0:.0f} s; figures in {args.out}", file=sys.stderr)
 
 
