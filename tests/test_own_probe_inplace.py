@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -91,8 +92,6 @@ def test_in_place_probes_give_the_architecture_gradient_bit_for_bit(monkeypatch,
 
 
 def _as_written(module):
-    from contextlib import nullcontext
-
     return nullcontext()
 
 
@@ -186,11 +185,12 @@ def test_with_a_graph_the_layers_run_as_written_and_the_patch_is_gone_afterwards
 
 
 def test_batch_norm_in_place_follows_the_module_in_every_mode():
-    for cls, shape, affine, track, training, momentum, dtype in itertools.product(
-            (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), (None,), (True, False),
-            (True, False), (True, False), (0.1, None), (torch.float32, torch.float64)):
-        shape = {nn.BatchNorm1d: (6, 3, 4), nn.BatchNorm2d: (6, 3, 4, 4),
-                 nn.BatchNorm3d: (4, 3, 2, 3, 3)}[cls]
+    shapes = {nn.BatchNorm1d: (6, 3, 4), nn.BatchNorm2d: (6, 3, 4, 4),
+              nn.BatchNorm3d: (4, 3, 2, 3, 3)}
+    for cls, affine, track, training, momentum, dtype in itertools.product(
+            shapes, (True, False), (True, False), (True, False), (0.1, None),
+            (torch.float32, torch.float64)):
+        shape = shapes[cls]
         a = cls(3, affine=affine, track_running_stats=track, momentum=momentum).to(dtype)
         if track:
             a.running_mean.uniform_(-1, 1)
