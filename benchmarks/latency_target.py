@@ -68,7 +68,10 @@ def search(job: dict, threads: int) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "nasp", *args], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if proc.returncode == 2 and "is below what the cheapest cell" in proc.stderr:
+    # the refusal nasp.strategies.build raises ("latency target T ms (aiming at ...) is below
+    # what the cheapest cell ... takes"); any other failure stops the protocol with its message
+    if proc.returncode == 2 and "latency target" in proc.stderr and \
+            "is below what" in proc.stderr:
         job["refused"] = proc.stderr.strip().splitlines()[-1].removeprefix("error: ")
     elif proc.returncode:
         sys.stderr.write(proc.stderr)
