@@ -15,9 +15,14 @@ latency on the device, whether it meets the budget, its true CIFAR-10 / CIFAR-10
 ImageNet16-120 accuracy; beside it the best cell of the benchmark under the same budget (the
 optimum any method could reach) and the median cell under it.
 
+Beside them, per seed, the same search without any budget: the cell the search itself finds
+on the bundled data and its gap to the benchmark's best cell, which splits the budgeted gap
+into what the search loses on this data anyway and what the budget adds.
+
 Each step is reused when its output exists (``nasp search --continue``), so an interrupted run
 continues. Writes ``OUT/latency_target.csv`` (one row per search), ``OUT/latency_target.md``
-(the per-setting table and the summary per table size) and ``OUT/latency-vs-accuracy.png|svg``
+(the per-setting table, the summary per table size and the searches without a budget),
+``OUT/latency_target_nobudget.csv`` and ``OUT/latency-vs-accuracy.png|svg``
 (the cells found with the 100-cell table on each device's cloud of cells). Usage:
 
     python benchmarks/latency_target.py --out runs/latency-target --jobs 2
@@ -63,8 +68,10 @@ def search(job: dict, threads: int) -> float:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     args = ["search", "--continue", "--quiet", "--space", "nb201", "--preset", "quick",
             "--strategy", job["strategy"], "--seed", str(job["seed"]),
-            "--cost-table", str(job["table"]), "--latency-target", str(job["budget"]),
-            "--target-device", job["device"], "--out", str(job["run"]), *job["extra"]]
+            "--out", str(job["run"]), *job["extra"]]
+    if job["budget"] is not None:  # else the reference search without a budget
+        args += ["--cost-table", str(job["table"]), "--latency-target", str(job["budget"]),
+                 "--target-device", job["device"]]
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "nasp", *args], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -104,6 +111,45 @@ def row(job: dict) -> dict:
             "median_cifar100": median["cifar100_test"], "cells_under_budget": ref["cells"],
             "gap_cifar100": best["cifar100_test"] - result["nb201_cifar100_test"],
             "search_time_s": result.get("search_time_s"), "refused": ""}
+
+
+def reference(job: dict) -> dict:
+    """The cell a search without any budget finds (same data, seed and search budget): what
+    the search itself reaches on the bundled data, scored like the budgeted cells."""
+    from nasp.nb201.latency import device_latencies
+    from nasp.nb201.strings import format_arch
+    from nasp.nb201.table import best
+
+    result = json.loads((job["run"] / "result.json").read_text())
+    arch = format_arch([(op, j) for op, j in result["genotype"]["cell"]])
+    top = best("cifar100")
+    return {"strategy": job["strategy"], "seed": job["seed"], "cell": arch,
+            "cifar10": result["nb201_cifar10_test"], "cifar100": result["nb201_cifar100_test"],
+            "imagenet16": result["nb201_imagenet16_test"], "best_cifar100": top["cifar100_test"],
+            "gap_cifar100": top["cifar100_test"] - result["nb201_cifar100_test"],
+            "latency_ms": device_latencies(arch)}
+
+
+def reference_markdown(refs: list[dict], rows: list[dict]) -> str:
+    """The reference searches, and how the budgeted searches' gap splits: the part the search
+    loses without any budget, and what the budget adds."""
+    out = ["", "Without a budget (the same searches with no target: what the search reaches on "
+           "the bundled data):", "",
+           "| strategy | seed | cell | CIFAR-10 | CIFAR-100 | ImageNet16-120 | best of the "
+           "benchmark, CIFAR-100 | gap to best | settings whose budget it meets (measured) |",
+           "| :--- | ---: | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    settings = list(dict.fromkeys((r["device"], r["budget_ms"]) for r in rows))
+    for ref in refs:
+        fits = sum(ref["latency_ms"][d] <= b for d, b in settings)
+        cell = ref["cell"].replace("|", "\\|")  # a table cell: its pipes escaped
+        out.append(f"| {ref['strategy']} | {ref['seed']} | `{cell}` | "
+                   f"{ref['cifar10']:.2f} | {ref['cifar100']:.2f} | {ref['imagenet16']:.2f} | "
+                   f"{ref['best_cifar100']:.2f} | {ref['gap_cifar100']:.2f} | "
+                   f"{fits}/{len(settings)} |")
+    gap = statistics.mean(r["gap_cifar100"] for r in refs)
+    out += ["", f"Mean CIFAR-100 gap of the cells found without a budget to the benchmark's "
+            f"best cell: {gap:.2f} points."]
+    return "\n".join(out) + "\n"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -171,6 +217,7 @@ def main() -> None:
     samples = args.samples.split(",")
     (args.out / "tables").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    extra = ["--max-train-samples", str(args.train_samples), *args.search_options.split()]
     jobs = []
     for device in devices:
         for n in samples:
@@ -182,9 +229,12 @@ def main() -> None:
                         run = args.out / "runs" / f"{device}-{budget}ms-n{n}-{strategy}-s{seed}"
                         jobs.append({"device": device, "budget": budget, "samples": n,
                                      "seed": seed, "strategy": strategy, "table": table,
-                                     "run": run, "extra": ["--max-train-samples",
-                                                           str(args.train_samples),
-                                                           *args.search_options.split()]})
+                                     "run": run, "extra": extra})
+    refs = [{"device": None, "budget": None, "samples": None, "seed": seed,
+             "strategy": strategy, "table": None, "extra": extra,
+             "run": args.out / "runs" / f"nobudget-{strategy}-s{seed}"}
+            for seed in seeds for strategy in args.strategies.split(",")]
+    jobs += refs
     threads = max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     print(f"{len(jobs)} searches, {args.jobs} at a time, {threads} thread(s) each",
           file=sys.stderr)
@@ -198,19 +248,27 @@ def main() -> None:
 
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         list(pool.map(one, jobs))
-    rows = [row(j) for j in jobs]
+    rows = [row(j) for j in jobs if j["budget"] is not None]
     with (args.out / "latency_target.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    text = markdown(rows)
+    found = [reference(j) for j in refs]
+    with (args.out / "latency_target_nobudget.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in found[0] if k != "latency_ms"]
+                                + [f"{d}_ms" for d in PROTOCOL])
+        writer.writeheader()
+        writer.writerows({**{k: v for k, v in r.items() if k != "latency_ms"},
+                          **{f"{d}_ms": r["latency_ms"][d] for d in PROTOCOL}} for r in found)
+    text = markdown(rows) + reference_markdown(found, rows)
     (args.out / "latency_target.md").write_text(text)
     print(text)
 
     from nasp.viz.latency_plot import plot_latency
     from nasp.viz.runs import load_run
 
-    shown = [j for j in jobs if j["samples"] == ("100" if "100" in samples else samples[0])]
+    size = "100" if "100" in samples else samples[0]
+    shown = [j for j in jobs if j["budget"] is not None and j["samples"] == size]
     plot_latency([load_run(j["run"]) for j in shown if not j.get("refused")], args.out)
     print(f"wall time {time.perf_counter() - t0:.0f} s; figures in {args.out}", file=sys.stderr)
 
